@@ -1,0 +1,195 @@
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+import { ConfigError, formatIssue, loadConfigFile, loadConfigText } from './config/load.js';
+import type { KarasuConfig, LoadedConfig } from './config/types.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { startKarasu, type RunningKarasu } from './server/index.js';
+import { VERSION } from './version.js';
+
+const USAGE = `karasu ${VERSION} — caching reverse proxy for S3-compatible object stores
+
+Usage:
+  karasu serve [-c FILE]          run the proxy (default config: config/karasu.yaml)
+  karasu check -c FILE            validate a config file; exits non-zero on errors
+  karasu demo [--port N]          a local S3-compatible server with sample objects, Karasu in front
+  karasu --version
+`;
+
+const DEFAULT_CONFIG = 'config/karasu.yaml';
+
+export async function main(argv: string[]): Promise<number | undefined> {
+  // The SDK's notice about future Node versions says nothing an operator can act on per request.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case 'check':
+      return check(rest);
+    case 'demo':
+      return demo(rest);
+    case '--version':
+    case '-v':
+    case 'version':
+      console.log(VERSION);
+      return 0;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`karasu: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+function configPath(args: string[]): string {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, allowPositionals: false });
+  return path.resolve(values.config ?? DEFAULT_CONFIG);
+}
+
+async function check(args: string[]): Promise<number> {
+  const file = configPath(args);
+  try {
+    const { config, warnings } = await loadConfigFile(file);
+    for (const warning of warnings) console.warn(`warning: ${formatIssue(warning)}`);
+    console.log(`${file}: OK (${config.buckets.length} bucket${config.buckets.length === 1 ? '' : 's'})`);
+    return 0;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+async function serve(args: string[]): Promise<number | undefined> {
+  const file = configPath(args);
+  let loaded: LoadedConfig;
+  try {
+    loaded = await loadConfigFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return 1;
+    }
+    throw err;
+  }
+  const logger = createLogger(loaded.config.logging);
+  logWarnings(logger, loaded);
+  const running = await startKarasu(loaded.config, { logger });
+  logger.info({ url: running.url, config: file, version: VERSION, buckets: loaded.config.buckets.length }, 'karasu listening');
+  handleSignals(running, logger, async () => loadConfigFile(file));
+  return undefined;
+}
+
+function logWarnings(logger: Logger, loaded: LoadedConfig): void {
+  for (const warning of loaded.warnings) logger.warn({ key: warning.path }, formatIssue(warning));
+}
+
+/** SIGHUP reloads; SIGTERM/SIGINT drain and exit 0; a second SIGTERM/SIGINT exits at once. */
+function handleSignals(running: RunningKarasu, logger: Logger, reload: () => Promise<LoadedConfig>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'draining: finishing in-flight requests');
+    running.close().then(
+      () => {
+        logger.info('stopped');
+        logger.flush?.();
+        process.exitCode = 0;
+      },
+      (err) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    reload().then(
+      (loaded) => {
+        logWarnings(logger, loaded);
+        const { needsRestart } = running.karasu.reload(loaded.config);
+        running.karasu.metrics.reloads.inc({ result: 'success' });
+        logger.info({ generation: running.karasu.current().generation, needs_restart: needsRestart }, 'configuration reloaded');
+      },
+      (err) => {
+        running.karasu.metrics.reloads.inc({ result: 'failure' });
+        logger.error({ err: err instanceof ConfigError ? err.message : err }, 'reload failed; keeping the running configuration');
+      },
+    );
+  });
+}
+
+async function demo(args: string[]): Promise<number | undefined> {
+  const { values } = parseArgs({
+    args,
+    options: { port: { type: 'string', default: '8080' }, data: { type: 'string', default: '.karasu/demo' } },
+  });
+  const { startDemoS3 } = await import('./demo/s3.js');
+  const s3 = await startDemoS3({ dataDir: path.resolve(values.data!), address: '127.0.0.1' });
+  const yaml = demoConfig(s3.endpoint, s3.bucket, Number(values.port));
+  const { config }: { config: KarasuConfig } = loadConfigText(yaml, '<demo>', {});
+  const logger = createLogger(config.logging);
+  const running = await startKarasu(config, { logger });
+  const base = running.url;
+  const lines = [
+    '',
+    `Karasu ${VERSION} demo`,
+    `  S3-compatible server (s3rver): ${s3.endpoint}  data in ${path.resolve(values.data!)}`,
+    `  Karasu:                        ${base}  (/demo → bucket "${s3.bucket}")`,
+    '',
+    'Objects:',
+    ...s3.objects.map((o) => `  ${base}/demo/${o.key}  (${o.contentType}, ${o.size} bytes)`),
+    '',
+    'Try:',
+    `  curl -i ${base}/demo/hello.txt`,
+    `  open ${base}/demo/index.html in a browser`,
+    `  curl -s -o /dev/null -D - -H 'Range: bytes=0-1048575' ${base}/demo/video.bin`,
+    `  curl -i -H 'If-None-Match: <etag from above>' ${base}/demo/hello.txt`,
+    `  curl -s ${base}/ready; curl -s ${base}/metrics | head`,
+    '',
+    'Ctrl-C stops both.',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+  handleSignals(
+    { ...running, close: async (timeoutMs?: number) => { await running.close(timeoutMs); await s3.close(); } },
+    logger,
+    async () => loadConfigText(yaml, '<demo>', {}),
+  );
+  return undefined;
+}
+
+function demoConfig(endpoint: string, bucket: string, port: number): string {
+  return `
+server:
+  address: 127.0.0.1
+  port: ${port}
+buckets:
+  - name: demo
+    path_prefix: /demo
+    s3:
+      bucket: ${bucket}
+      region: us-east-1
+      endpoint: ${endpoint}
+      access_key: S3RVER
+      secret_key: S3RVER
+    cors:
+      allowed_origins: ["*"]
+cache:
+  enabled: false
+logging:
+  level: info
+  format: auto
+`;
+}

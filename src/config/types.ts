@@ -1,0 +1,144 @@
+// The validated, normalised configuration. Names mirror the YAML keys (snake_case) so that every field
+// can be traced back to the key an operator wrote. Defaults are filled in by the loader; nothing here
+// is optional unless "absent" has a meaning of its own.
+
+export interface KarasuConfig {
+  /** Absolute path of the file this was loaded from (null when built in code, e.g. the demo). */
+  source: string | null;
+  server: ServerConfig;
+  buckets: BucketConfig[];
+  cache: CacheConfig;
+  logging: LoggingConfig;
+  metrics: MetricsConfig;
+}
+
+export interface ServerConfig {
+  address: string;
+  port: number;
+  /** Seconds an upstream request may take until response headers arrive (→ 504). Yatagarasu: `request_timeout`. */
+  request_timeout: number;
+  max_concurrent_requests: number;
+  security_limits: SecurityLimits;
+  /** CIDRs whose X-Forwarded-For is believed (ours). */
+  trusted_proxies: string[];
+  /** Seconds in-flight requests get to finish on SIGTERM (ours). */
+  shutdown_timeout_seconds: number;
+  coalescing: { enabled: boolean; strategy: 'wait_for_complete' | 'streaming' };
+}
+
+export interface SecurityLimits {
+  max_body_size: number;
+  max_header_size: number;
+  max_uri_length: number;
+}
+
+export interface BucketConfig {
+  name: string;
+  /** Normalised: starts with '/', no trailing '/' (except the root prefix '/'). */
+  path_prefix: string;
+  s3: S3Config;
+  cors: CorsConfig | null;
+  cache: BucketCacheOverrides;
+}
+
+export interface S3Config {
+  /** Always at least one; legacy single-backend configs become one replica named "default". Sorted by priority. */
+  replicas: ReplicaConfig[];
+  /** Seconds, connect timeout per attempt (ours: s3.connect_timeout_seconds, default min(timeout, 5)). */
+  connect_timeout: number;
+  /** Seconds without a byte from S3 once the body streams (Yatagarasu `s3.timeout`, default 20). */
+  idle_timeout: number;
+  /** Sockets kept per replica (Yatagarasu `s3.connection_pool_size`, default 50). */
+  connection_pool_size: number;
+  retry: RetryConfig;
+  circuit_breaker: CircuitBreakerConfig;
+}
+
+export interface ReplicaConfig {
+  name: string;
+  bucket: string;
+  region: string;
+  endpoint: string | null;
+  /** Both null → the default AWS credential chain. */
+  access_key: string | null;
+  secret_key: string | null;
+  priority: number;
+  /** Seconds (replica `timeout`, default 20): per-attempt time until response headers. */
+  timeout: number;
+}
+
+export interface RetryConfig {
+  max_attempts: number;
+  initial_backoff_ms: number;
+  max_backoff_ms: number;
+}
+
+export interface CircuitBreakerConfig {
+  failure_threshold: number;
+  success_threshold: number;
+  timeout_seconds: number;
+  half_open_max_requests: number;
+}
+
+export interface CorsConfig {
+  allowed_origins: string[];
+  allowed_headers: string[];
+  expose_headers: string[];
+  max_age_seconds: number;
+  allow_credentials: boolean;
+}
+
+export interface BucketCacheOverrides {
+  enabled: boolean | null;
+  ttl_seconds: number | null;
+  max_item_size_mb: number | null;
+}
+
+export type CacheLayer = 'memory' | 'disk' | 'redis';
+
+export interface CacheConfig {
+  enabled: boolean;
+  cache_layers: CacheLayer[];
+  memory: { max_item_size_mb: number; max_cache_size_mb: number; default_ttl_seconds: number };
+  disk: { enabled: boolean; cache_dir: string; max_disk_cache_size_mb: number; max_item_size_mb: number };
+  redis: {
+    enabled: boolean;
+    redis_url: string | null;
+    redis_password: string | null;
+    redis_db: number;
+    redis_key_prefix: string;
+    redis_ttl_seconds: number;
+    max_item_size_mb: number;
+    timeout_ms: number;
+  };
+  stale_while_revalidate_seconds: number;
+  stale_if_error_seconds: number;
+}
+
+export interface LoggingConfig {
+  level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** `auto`: pretty when stdout is a terminal, JSON otherwise. */
+  format: 'json' | 'pretty' | 'auto';
+}
+
+export interface MetricsConfig {
+  enabled: boolean;
+  /** null → served on the main listener at /metrics only. */
+  port: number | null;
+  address: string;
+}
+
+/** One problem found while loading a config, positioned in the source file. */
+export interface ConfigIssue {
+  /** Dotted key path, e.g. `buckets[0].s3.region`. */
+  path: string;
+  message: string;
+  file: string;
+  line: number;
+  column: number;
+}
+
+export interface LoadedConfig {
+  config: KarasuConfig;
+  warnings: ConfigIssue[];
+}

@@ -1,0 +1,41 @@
+import { HttpError, methodNotAllowed } from '../http/errors.js';
+import { sendError, sendHead, toHttpError } from '../respond/respond.js';
+import { serveFromUpstream } from '../respond/from-upstream.js';
+import type { RequestContext } from './context.js';
+
+/**
+ * The request path, phase by phase (PRODUCT §2):
+ *   route → protect → authenticate → cache lookup → upstream → respond → log
+ * Size limits and the concurrency cap run before this, for every request (see server/app.ts);
+ * logging, metrics and the audit line run when the response ends (see pipeline/log.ts).
+ */
+export async function proxy(ctx: RequestContext): Promise<void> {
+  try {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD' && ctx.method !== 'OPTIONS') throw methodNotAllowed();
+    route(ctx);
+    if (ctx.method === 'OPTIONS') return preflight(ctx);
+    await authenticate(ctx);
+    // cache lookup: the cache tiers plug in here, after authentication, so a hit never skips the caller check.
+    await serveFromUpstream(ctx);
+  } catch (err) {
+    if (ctx.aborted.aborted) return; // the client left; nobody to answer
+    sendError(ctx, toHttpError(err));
+    if (!(err instanceof HttpError)) throw err;
+  }
+}
+
+function route(ctx: RequestContext): void {
+  const { target, key } = ctx.snapshot.router.match(ctx.pathname);
+  ctx.bucket = target;
+  ctx.key = key;
+}
+
+/** JWT authentication is not in this version; the config loader refuses buckets that ask for it. */
+async function authenticate(_ctx: RequestContext): Promise<void> {}
+
+function preflight(ctx: RequestContext): void {
+  const cors = ctx.bucket!.cors;
+  const headers: Record<string, string> = { allow: 'GET, HEAD, OPTIONS', 'content-length': '0' };
+  if (cors && cors.allowOrigin(ctx.req.headers.origin)) Object.assign(headers, cors.preflightHeaders);
+  sendHead(ctx, 204, headers);
+}

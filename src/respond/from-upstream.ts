@@ -1,0 +1,188 @@
+import { Transform } from 'node:stream';
+import { evaluatePreconditions, ifRangeAllows, type ConditionalHeaders, type Validators } from '../http/conditional.js';
+import { HttpError } from '../http/errors.js';
+import { notModifiedHeaders, objectHeaders } from '../http/headers.js';
+import {
+  contentRangeHeader,
+  parseContentRange,
+  parseRange,
+  parseUnsatisfiedRange,
+  rangeHeader,
+  resolveRange,
+  unsatisfiedRangeHeader,
+  type ByteRange,
+} from '../http/range.js';
+import type { RequestContext } from '../pipeline/context.js';
+import type { UpstreamRequest, UpstreamResponse } from '../upstream/replica-set.js';
+import { sendError, sendHead, sendStream } from './respond.js';
+
+/** S3 error codes Karasu passes on with their status (no XML, no bucket names). */
+const S3_ERRORS: Record<number, [string, string]> = {
+  403: ['AccessDenied', 'The storage backend denied access to this object'],
+  404: ['NoSuchKey', 'The object does not exist'],
+  412: ['PreconditionFailed', 'A precondition in the request did not hold'],
+  416: ['InvalidRange', 'The requested range is not satisfiable'],
+};
+
+export function conditionalHeaders(ctx: RequestContext): ConditionalHeaders {
+  const h = ctx.req.headers;
+  return {
+    ifMatch: h['if-match'],
+    ifNoneMatch: h['if-none-match'],
+    ifModifiedSince: h['if-modified-since'],
+    ifUnmodifiedSince: h['if-unmodified-since'],
+  };
+}
+
+/**
+ * Serves a request straight from S3. Range and conditionals are forwarded so S3 moves as few bytes
+ * as it can, and then checked against S3's answer with Karasu's own RFC 9110 logic: a backend that
+ * ignores `If-Match`, answers a suffix range from the wrong end or leaves `Content-Range` off a 416
+ * still yields a correct response (one extra request, only in those cases).
+ */
+export async function serveFromUpstream(ctx: RequestContext): Promise<void> {
+  const bucket = ctx.bucket!;
+  const conditions = conditionalHeaders(ctx);
+  const spec = ctx.method === 'GET' ? parseRange(ctx.req.headers.range) : null;
+  const request: UpstreamRequest = {
+    method: ctx.method === 'HEAD' ? 'HEAD' : 'GET',
+    key: ctx.key,
+    range: spec ? ctx.req.headers.range : undefined,
+    ...conditions,
+    signal: ctx.aborted,
+  };
+  const timeoutMs = ctx.snapshot.config.server.request_timeout * 1000;
+  let response = await bucket.upstream.send(request, timeoutMs);
+  note(ctx, response);
+
+  if (response.status === 304) {
+    sendHead(ctx, 304, notModifiedHeaders(objectHeaders(response.headers)));
+    return;
+  }
+  if (response.status === 416 && spec) {
+    const size = response.actualObjectSize ?? parseUnsatisfiedRange(response.headers['content-range']) ?? (await objectSize(ctx, timeoutMs));
+    return rangeNotSatisfiable(ctx, size);
+  }
+  if (response.status >= 300) return sendError(ctx, s3Error(response));
+
+  const headers = objectHeaders(response.headers);
+  const validators: Validators = { etag: headers.etag ?? null, lastModified: headers['last-modified'] ?? null };
+  const outcome = evaluatePreconditions(conditions, validators);
+  if (outcome !== 'proceed') {
+    response.body?.destroy();
+    if (outcome === 'failed') return sendError(ctx, preconditionFailed());
+    return sendHead(ctx, 304, notModifiedHeaders(headers));
+  }
+
+  const size = representationSize(response);
+  if (spec && size !== null && ifRangeAllows(ctx.req.headers['if-range'] as string | undefined, validators)) {
+    const wanted = resolveRange(spec, size);
+    if (!wanted) {
+      response.body?.destroy();
+      return rangeNotSatisfiable(ctx, size);
+    }
+    return sendRange(ctx, response, headers, wanted, size, request, timeoutMs);
+  }
+  if (response.status === 206) {
+    // If-Range failed (or the size is unknown): the client gets the whole representation.
+    response.body?.destroy();
+    response = await bucket.upstream.send({ ...request, range: undefined }, timeoutMs);
+    note(ctx, response);
+    if (response.status !== 200) return sendError(ctx, s3Error(response));
+  }
+  return sendWhole(ctx, response, objectHeaders(response.headers));
+}
+
+async function sendRange(
+  ctx: RequestContext,
+  response: UpstreamResponse,
+  headers: Record<string, string>,
+  wanted: ByteRange,
+  size: number,
+  request: UpstreamRequest,
+  timeoutMs: number,
+): Promise<void> {
+  let body = response.body;
+  let cut: Transform | undefined;
+  const got = response.status === 206 ? parseContentRange(response.headers['content-range']) : null;
+  if (response.status === 200 && body) {
+    // The backend ignored Range: cut the requested bytes out of the full body.
+    cut = slice(wanted);
+  } else if (!got || got.start !== wanted.start || got.end !== wanted.end) {
+    // The backend sent other bytes than asked for: ask again for exactly these, of this very object.
+    response.body?.destroy();
+    const again = await ctx.bucket!.upstream.send(
+      { ...request, range: rangeHeader(wanted), ifMatch: headers.etag, ifNoneMatch: undefined, ifModifiedSince: undefined, ifUnmodifiedSince: undefined },
+      timeoutMs,
+    );
+    note(ctx, again);
+    const check = parseContentRange(again.headers['content-range']);
+    if (again.status !== 206 || !check || check.start !== wanted.start || check.end !== wanted.end) {
+      again.body?.destroy();
+      throw new HttpError(502, 'BadGateway', 'The storage backend answered the range request inconsistently');
+    }
+    body = again.body;
+  }
+  headers['content-range'] = contentRangeHeader(wanted, size);
+  headers['content-length'] = String(wanted.end - wanted.start + 1);
+  headers['accept-ranges'] = 'bytes';
+  await sendStream(ctx, 206, headers, body!, cut);
+}
+
+async function sendWhole(ctx: RequestContext, response: UpstreamResponse, headers: Record<string, string>): Promise<void> {
+  const length = response.headers['content-length'];
+  if (length !== undefined) headers['content-length'] = length;
+  headers['accept-ranges'] = 'bytes';
+  if (!response.body) return sendHead(ctx, 200, headers);
+  await sendStream(ctx, 200, headers, response.body);
+}
+
+function rangeNotSatisfiable(ctx: RequestContext, size: number | null): void {
+  const headers: Record<string, string> = size === null ? {} : { 'content-range': unsatisfiedRangeHeader(size) };
+  sendError(ctx, new HttpError(416, 'InvalidRange', 'The requested range is not satisfiable', headers));
+}
+
+function preconditionFailed(): HttpError {
+  return new HttpError(412, 'PreconditionFailed', 'A precondition in the request did not hold');
+}
+
+function s3Error(response: UpstreamResponse): HttpError {
+  const known = S3_ERRORS[response.status];
+  if (known) return new HttpError(response.status, response.errorCode ?? known[0], known[1]);
+  if (response.status >= 400 && response.status < 500) {
+    return new HttpError(response.status, response.errorCode ?? 'UpstreamError', `The storage backend answered ${response.status}`);
+  }
+  return new HttpError(502, 'BadGateway', `The storage backend answered ${response.status} unexpectedly`);
+}
+
+/** The full object's length from a 200's Content-Length or a 206's Content-Range. */
+function representationSize(response: UpstreamResponse): number | null {
+  if (response.status === 206) return parseContentRange(response.headers['content-range'])?.size ?? null;
+  const length = response.headers['content-length'];
+  return length === undefined ? null : Number(length);
+}
+
+/** Only for a 416 from a backend that does not say how large the object is. */
+async function objectSize(ctx: RequestContext, timeoutMs: number): Promise<number | null> {
+  const head = await ctx.bucket!.upstream.send({ method: 'HEAD', key: ctx.key, signal: ctx.aborted }, timeoutMs);
+  const length = head.status === 200 ? head.headers['content-length'] : undefined;
+  return length === undefined ? null : Number(length);
+}
+
+function note(ctx: RequestContext, response: UpstreamResponse): void {
+  ctx.upstreamStatus = response.status;
+  ctx.replica = response.replica;
+}
+
+/** Passes through only bytes [start, end] of a stream. */
+function slice(range: ByteRange): Transform {
+  let offset = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      const from = Math.max(range.start - offset, 0);
+      const to = Math.min(range.end + 1 - offset, chunk.length);
+      offset += chunk.length;
+      done(null, from < to ? chunk.subarray(from, to) : undefined);
+    },
+  });
+}

@@ -1,0 +1,85 @@
+import { pipeline } from 'node:stream/promises';
+import type { Readable, Transform } from 'node:stream';
+import { errorBody, HttpError } from '../http/errors.js';
+import type { RequestContext } from '../pipeline/context.js';
+
+/** Headers every proxied response carries: request id, ranges, and the bucket's CORS answer. */
+function baseHeaders(ctx: RequestContext, headers: Record<string, string>): Record<string, string> {
+  headers['x-request-id'] = ctx.id;
+  const cors = ctx.bucket?.cors;
+  if (cors) {
+    headers.vary = headers.vary ? `${headers.vary}, Origin` : 'Origin';
+    const origin = cors.allowOrigin(ctx.req.headers.origin);
+    if (origin) {
+      headers['access-control-allow-origin'] = origin;
+      Object.assign(headers, cors.responseHeaders);
+    }
+  }
+  return headers;
+}
+
+export function sendError(ctx: RequestContext, err: HttpError): void {
+  const { res } = ctx;
+  if (res.headersSent) {
+    // Too late for a status: cut the connection so the client sees a truncated, not a complete, body.
+    res.destroy();
+    return;
+  }
+  const body = errorBody(err.status, err.code, err.message, ctx.id);
+  const headers = baseHeaders(ctx, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    ...err.headers,
+  });
+  res.writeHead(err.status, headers);
+  if (ctx.method === 'HEAD') res.end();
+  else {
+    ctx.bytesSent += Buffer.byteLength(body);
+    res.end(body);
+  }
+}
+
+export function sendHead(ctx: RequestContext, status: number, headers: Record<string, string>): void {
+  ctx.res.writeHead(status, baseHeaders(ctx, headers));
+  ctx.res.end();
+}
+
+export function sendBuffer(ctx: RequestContext, status: number, headers: Record<string, string>, body: Buffer): void {
+  ctx.res.writeHead(status, baseHeaders(ctx, headers));
+  if (ctx.method === 'HEAD') {
+    ctx.res.end();
+    return;
+  }
+  ctx.bytesSent += body.length;
+  ctx.res.end(body);
+}
+
+/**
+ * Streams a body with backpressure. A source that fails midway destroys the client connection
+ * (pipeline does), so a short body is never mistaken for a complete one.
+ */
+export async function sendStream(
+  ctx: RequestContext,
+  status: number,
+  headers: Record<string, string>,
+  body: Readable,
+  transform?: Transform,
+): Promise<void> {
+  ctx.res.writeHead(status, baseHeaders(ctx, headers));
+  if (ctx.method === 'HEAD') {
+    body.destroy();
+    ctx.res.end();
+    return;
+  }
+  body.on('data', (chunk: Buffer) => {
+    ctx.bytesSent += chunk.length;
+  });
+  if (transform) await pipeline(body, transform, ctx.res);
+  else await pipeline(body, ctx.res);
+}
+
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  return new HttpError(500, 'InternalError', 'Karasu failed to handle the request');
+}

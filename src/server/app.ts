@@ -1,0 +1,197 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { KarasuConfig } from '../config/types.js';
+import { errorBody, HttpError, methodNotAllowed, notFound } from '../http/errors.js';
+import { requestIdFrom } from '../http/request-id.js';
+import { createMetrics, upstreamEvents, type Metrics } from '../observability/metrics.js';
+import { createContext, type RequestContext } from '../pipeline/context.js';
+import { proxy } from '../pipeline/pipeline.js';
+import { checkRequestLimits } from '../protect/limits.js';
+import { buildSnapshot, releaseSnapshot, retireSnapshot, type Snapshot } from '../runtime/snapshot.js';
+import type { ClientTestHooks } from '../upstream/s3-client.js';
+import type { Logger } from '../observability/logger.js';
+import { registerHealthRoutes } from './health.js';
+import { VERSION } from '../version.js';
+
+export interface KarasuOptions {
+  logger: Logger;
+  /** Only tests set these (see upstream/s3-client.ts). */
+  clientHooks?: ClientTestHooks;
+}
+
+export interface Karasu {
+  readonly app: FastifyInstance<http.Server, http.IncomingMessage, http.ServerResponse, Logger>;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** The snapshot new requests start on. */
+  current(): Snapshot;
+  /** Swaps in a new, already validated configuration. Returns what could not change without a restart. */
+  reload(config: KarasuConfig): { needsRestart: string[] };
+  draining: boolean;
+  inflight: number;
+  startedAt: number;
+}
+
+/** Paths Karasu answers itself; they bypass the concurrency cap so probes work under load. */
+const OWN_PATHS = /^\/(?:health|ready|metrics)(?:$|\?)/;
+
+export function createKarasu(config: KarasuConfig, options: KarasuOptions): Karasu {
+  const { logger } = options;
+  const metrics = createMetrics();
+  const events = upstreamEvents(metrics, (msg, fields) => logger.warn(fields, msg));
+  let snapshot = buildSnapshot(config, 1, events, options.clientHooks);
+  metrics.generation.set(1);
+  // Node's parser gives up above this; the configured (reloadable) limits are checked below it.
+  const parserHeaderCap = config.server.security_limits.max_header_size + config.server.security_limits.max_uri_length + 1024;
+
+  const app = Fastify({
+    loggerInstance: logger,
+    // Karasu logs one line per request itself (see finish()), with the fields operators need.
+    logController: new LogController({ disableRequestLogging: true }),
+    requestIdHeader: false,
+    genReqId: (req) => requestIdFrom(req.headers),
+    routerOptions: { maxParamLength: 1 << 20 },
+    serverFactory: (handler) => http.createServer({ maxHeaderSize: parserHeaderCap }, handler),
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, logger),
+    frameworkErrors: (err, request, reply) => {
+      void replyError(reply as FastifyReply, request.id, new HttpError(400, 'BadRequest', err.message));
+    },
+  });
+
+  const karasu: Karasu = {
+    app,
+    metrics,
+    log: logger,
+    current: () => snapshot,
+    reload(next) {
+      const previous = snapshot;
+      const needsRestart: string[] = [];
+      const before = previous.config.server;
+      if (before.address !== next.server.address || before.port !== next.server.port) needsRestart.push('server.address/server.port');
+      if (next.server.security_limits.max_header_size + next.server.security_limits.max_uri_length + 1024 > parserHeaderCap) {
+        needsRestart.push('server.security_limits (raised above the start-up header cap)');
+      }
+      snapshot = buildSnapshot(next, previous.generation + 1, events, options.clientHooks);
+      metrics.generation.set(snapshot.generation);
+      retireSnapshot(previous);
+      return { needsRestart };
+    },
+    draining: false,
+    inflight: 0,
+    startedAt: Date.now(),
+  };
+
+  app.addHook('onRequest', (request, reply, done) => {
+    const limits = snapshot.config.server.security_limits;
+    const refused = checkRequestLimits(request.raw, limits) ?? overCapacity(karasu, request);
+    if (!refused) return done();
+    metrics.rejected.inc({ reason: refused.code });
+    void replyError(reply, request.id, refused);
+  });
+
+  registerHealthRoutes(karasu);
+
+  app.all('/*', (request, reply) => {
+    reply.hijack();
+    void handleProxy(karasu, request, reply);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const err = ['GET', 'HEAD', 'OPTIONS'].includes(request.method) ? notFound() : methodNotAllowed();
+    void replyError(reply, request.id, err);
+  });
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error, request_id: request.id }, 'request failed');
+    void replyError(reply, request.id, new HttpError(status, status >= 500 ? 'InternalError' : 'BadRequest', status >= 500 ? 'Karasu failed to handle the request' : error.message));
+  });
+  app.addHook('onClose', async () => retireSnapshot(snapshot));
+  return karasu;
+}
+
+function overCapacity(karasu: Karasu, request: FastifyRequest): HttpError | null {
+  if (OWN_PATHS.test(request.url)) return null;
+  if (karasu.inflight < karasu.current().config.server.max_concurrent_requests) return null;
+  return new HttpError(503, 'TooManyRequests', 'Karasu is at its limit of concurrent requests', { 'retry-after': '1' });
+}
+
+async function handleProxy(karasu: Karasu, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const snapshot = karasu.current();
+  snapshot.inflight++;
+  karasu.inflight++;
+  karasu.metrics.inflight.inc();
+  const ctx = createContext(request.raw, reply.raw, request.id, snapshot);
+  reply.raw.once('close', () => finish(karasu, ctx));
+  try {
+    await proxy(ctx);
+  } catch (err) {
+    karasu.log.error({ err, request_id: ctx.id }, 'proxy failed');
+  }
+}
+
+/** The log phase: once per request, when the response is done or the client gone. */
+function finish(karasu: Karasu, ctx: RequestContext): void {
+  karasu.inflight--;
+  karasu.metrics.inflight.dec();
+  releaseSnapshot(ctx.snapshot);
+  const status = ctx.res.statusCode;
+  const bucket = ctx.bucket?.config.name ?? '-';
+  const seconds = (performance.now() - ctx.startedAt) / 1000;
+  karasu.metrics.requests.inc({ bucket, method: ctx.method, status });
+  karasu.metrics.duration.observe({ bucket }, seconds);
+  if (ctx.bytesSent > 0) karasu.metrics.bytesSent.inc({ bucket }, ctx.bytesSent);
+  const complete = ctx.res.writableFinished;
+  if (status >= 500 || !complete) {
+    karasu.log.warn(requestFields(ctx, status, seconds, complete), complete ? 'request failed' : 'response incomplete');
+  } else if (status >= 400) {
+    karasu.log.info(requestFields(ctx, status, seconds, complete), 'request refused');
+  } else if (karasu.log.isLevelEnabled('debug')) {
+    karasu.log.debug(requestFields(ctx, status, seconds, complete), 'request');
+  }
+}
+
+function requestFields(ctx: RequestContext, status: number, seconds: number, complete: boolean) {
+  return {
+    request_id: ctx.id,
+    method: ctx.method,
+    path: ctx.pathname,
+    bucket: ctx.bucket?.config.name,
+    status,
+    upstream_status: ctx.upstreamStatus,
+    replica: ctx.replica,
+    bytes: ctx.bytesSent,
+    duration_ms: Math.round(seconds * 1000 * 100) / 100,
+    complete,
+  };
+}
+
+function replyError(reply: FastifyReply, requestId: string, err: HttpError) {
+  if (err.headers) reply.headers(err.headers);
+  return reply
+    .code(err.status)
+    .header('x-request-id', requestId)
+    .header('cache-control', 'no-store')
+    .type('application/json; charset=utf-8')
+    .send(errorBody(err.status, err.code, err.message, requestId));
+}
+
+/** Requests Node's parser rejects never reach a handler; they still get a JSON answer and a log line. */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket, logger: Logger): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? 431 : 400;
+  const code = tooLarge ? 'HeadersTooLarge' : 'BadRequest';
+  const message = tooLarge ? 'The request headers are too large' : 'The request could not be parsed';
+  const id = requestIdFrom({});
+  const body = errorBody(status, code, message, id);
+  logger.info({ request_id: id, status, reason: err.code }, 'malformed request');
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+export { VERSION };
