@@ -14,7 +14,10 @@ export interface RequestContext {
   bucket: BucketRuntime | null;
   key: string;
   /** Filled by the responder for logs, metrics and the audit log. */
+  /** X-Cache value (HIT, MISS, STALE, REVALIDATED, BYPASS); null when the bucket has no cache. */
   cacheStatus: string | null;
+  /** RFC 9211 Cache-Status value. */
+  cacheStatusHeader: string | null;
   upstreamStatus: number | null;
   replica: string | null;
   bytesSent: number;
@@ -40,6 +43,7 @@ export function createContext(req: IncomingMessage, res: ServerResponse, id: str
     bucket: null,
     key: '',
     cacheStatus: null,
+    cacheStatusHeader: null,
     upstreamStatus: null,
     replica: null,
     bytesSent: 0,

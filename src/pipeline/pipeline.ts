@@ -1,3 +1,5 @@
+import { serveWithCache } from '../cache/serve.js';
+import type { FillContext } from '../cache/fill.js';
 import { HttpError, methodNotAllowed } from '../http/errors.js';
 import { sendError, sendHead, toHttpError } from '../respond/respond.js';
 import { serveFromUpstream } from '../respond/from-upstream.js';
@@ -9,13 +11,19 @@ import type { RequestContext } from './context.js';
  * Size limits and the concurrency cap run before this, for every request (see server/app.ts);
  * logging, metrics and the audit line run when the response ends (see pipeline/log.ts).
  */
-export async function proxy(ctx: RequestContext): Promise<void> {
+export async function proxy(ctx: RequestContext, cache: FillContext | null): Promise<void> {
   try {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD' && ctx.method !== 'OPTIONS') throw methodNotAllowed();
     route(ctx);
     if (ctx.method === 'OPTIONS') return preflight(ctx);
     await authenticate(ctx);
-    // cache lookup: the cache tiers plug in here, after authentication, so a hit never skips the caller check.
+    // After authentication, so a cached object is never served to a caller who could not fetch it.
+    const policy = ctx.bucket!.cachePolicy;
+    if (cache && policy) return await serveWithCache(ctx, cache, policy);
+    if (cache) {
+      ctx.cacheStatus = 'BYPASS';
+      ctx.cacheStatusHeader = 'karasu; fwd=bypass; detail=bucket-not-cached';
+    }
     await serveFromUpstream(ctx);
   } catch (err) {
     if (ctx.aborted.aborted) return; // the client left; nobody to answer

@@ -56,7 +56,10 @@ export async function serveFromUpstream(ctx: RequestContext): Promise<void> {
   note(ctx, response);
 
   if (response.status === 304) {
-    sendHead(ctx, 304, notModifiedHeaders(objectHeaders(response.headers)));
+    // A 304 should carry the validators (RFC 9110 §15.4.5); for a backend that leaves them out (s3rver),
+    // a HEAD fetches them without moving the body.
+    const headers = response.headers.etag ? response.headers : await validatorsFromHead(ctx, timeoutMs, response.headers);
+    sendHead(ctx, 304, notModifiedHeaders(objectHeaders(headers)));
     return;
   }
   if (response.status === 416 && spec) {
@@ -146,6 +149,11 @@ function preconditionFailed(): HttpError {
   return new HttpError(412, 'PreconditionFailed', 'A precondition in the request did not hold');
 }
 
+/** Answers with what S3 said, as Karasu's JSON error (no XML, no bucket names). */
+export function upstreamError(ctx: RequestContext, response: UpstreamResponse): void {
+  sendError(ctx, s3Error(response));
+}
+
 function s3Error(response: UpstreamResponse): HttpError {
   const known = S3_ERRORS[response.status];
   if (known) return new HttpError(response.status, response.errorCode ?? known[0], known[1]);
@@ -160,6 +168,11 @@ function representationSize(response: UpstreamResponse): number | null {
   if (response.status === 206) return parseContentRange(response.headers['content-range'])?.size ?? null;
   const length = response.headers['content-length'];
   return length === undefined ? null : Number(length);
+}
+
+async function validatorsFromHead(ctx: RequestContext, timeoutMs: number, fallback: Record<string, string>): Promise<Record<string, string>> {
+  const head = await ctx.bucket!.upstream.send({ method: 'HEAD', key: ctx.key, signal: ctx.aborted }, timeoutMs);
+  return head.status === 200 ? head.headers : fallback;
 }
 
 /** Only for a 416 from a backend that does not say how large the object is. */

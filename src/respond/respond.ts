@@ -6,6 +6,10 @@ import type { RequestContext } from '../pipeline/context.js';
 /** Headers every proxied response carries: request id, ranges, and the bucket's CORS answer. */
 function baseHeaders(ctx: RequestContext, headers: Record<string, string>): Record<string, string> {
   headers['x-request-id'] = ctx.id;
+  if (ctx.cacheStatus) {
+    headers['x-cache'] = ctx.cacheStatus;
+    headers['cache-status'] = ctx.cacheStatusHeader!;
+  }
   const cors = ctx.bucket?.cors;
   if (cors) {
     headers.vary = headers.vary ? `${headers.vary}, Origin` : 'Origin';

@@ -30,6 +30,9 @@ export function buildRouter<T>(routes: ReadonlyArray<readonly [prefix: string, t
 
   return {
     match(pathname) {
+      // Checked on the whole path, before routing: `/../bucket/x` is a traversal attempt (400), not
+      // merely an unknown prefix (404).
+      assertSafeKey(decodePath(pathname));
       const found = find(pathname);
       if (!found) throw notFound();
       const key = decodeKey(found.rest);
@@ -39,13 +42,16 @@ export function buildRouter<T>(routes: ReadonlyArray<readonly [prefix: string, t
   };
 }
 
-function decodeKey(raw: string): string {
-  let key: string;
+function decodePath(raw: string): string {
   try {
-    key = decodeURIComponent(raw);
+    return decodeURIComponent(raw);
   } catch {
     throw badRequest('The path is not valid percent-encoding');
   }
+}
+
+function decodeKey(raw: string): string {
+  const key = decodePath(raw);
   assertSafeKey(key);
   return key;
 }

@@ -1,3 +1,4 @@
+import { cachePolicyFor, type CachePolicy } from '../cache/policy.js';
 import type { BucketConfig, KarasuConfig } from '../config/types.js';
 import { buildCorsPolicy, type CorsPolicy } from '../http/cors.js';
 import { buildRouter, type Router } from '../routing/router.js';
@@ -8,6 +9,8 @@ export interface BucketRuntime {
   config: BucketConfig;
   upstream: ReplicaSet;
   cors: CorsPolicy | null;
+  /** Null when this bucket is not cached (cache off, or `buckets[].cache.enabled: false`). */
+  cachePolicy: CachePolicy | null;
 }
 
 /**
@@ -24,13 +27,20 @@ export interface Snapshot {
   retired: boolean;
 }
 
-export function buildSnapshot(config: KarasuConfig, generation: number, events: UpstreamEvents, hooks?: ClientTestHooks): Snapshot {
+export function buildSnapshot(
+  config: KarasuConfig,
+  generation: number,
+  events: UpstreamEvents,
+  cacheRunning: boolean,
+  hooks?: ClientTestHooks,
+): Snapshot {
   const buckets = new Map<string, BucketRuntime>();
   for (const bucket of config.buckets) {
     buckets.set(bucket.name, {
       config: bucket,
       upstream: new ReplicaSet(bucket, events, hooks),
       cors: bucket.cors ? buildCorsPolicy(bucket.cors) : null,
+      cachePolicy: cacheRunning ? cachePolicyFor(bucket, config.cache) : null,
     });
   }
   const router = buildRouter([...buckets.values()].map((b) => [b.config.path_prefix, b] as const));

@@ -10,12 +10,17 @@ import { proxy } from '../pipeline/pipeline.js';
 import { checkRequestLimits } from '../protect/limits.js';
 import { buildSnapshot, releaseSnapshot, retireSnapshot, type Snapshot } from '../runtime/snapshot.js';
 import type { ClientTestHooks } from '../upstream/s3-client.js';
+import { cacheShape } from '../cache/build.js';
+import type { FillContext } from '../cache/fill.js';
+import type { TieredCache } from '../cache/tiered.js';
 import type { Logger } from '../observability/logger.js';
 import { registerHealthRoutes } from './health.js';
 import { VERSION } from '../version.js';
 
 export interface KarasuOptions {
   logger: Logger;
+  /** Built before the server (tiers open files and connections); survives reloads. */
+  cache: TieredCache | null;
   /** Only tests set these (see upstream/s3-client.ts). */
   clientHooks?: ClientTestHooks;
 }
@@ -24,6 +29,7 @@ export interface Karasu {
   readonly app: FastifyInstance<http.Server, http.IncomingMessage, http.ServerResponse, Logger>;
   readonly metrics: Metrics;
   readonly log: Logger;
+  readonly cache: FillContext | null;
   /** The snapshot new requests start on. */
   current(): Snapshot;
   /** Swaps in a new, already validated configuration. Returns what could not change without a restart. */
@@ -40,7 +46,9 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
   const { logger } = options;
   const metrics = createMetrics();
   const events = upstreamEvents(metrics, (msg, fields) => logger.warn(fields, msg));
-  let snapshot = buildSnapshot(config, 1, events, options.clientHooks);
+  const cache: FillContext | null = options.cache ? { cache: options.cache, log: logger, fills: new Map() } : null;
+  const startShape = cacheShape(config.cache);
+  let snapshot = buildSnapshot(config, 1, events, cache !== null, options.clientHooks);
   metrics.generation.set(1);
   // Node's parser gives up above this; the configured (reloadable) limits are checked below it.
   const parserHeaderCap = config.server.security_limits.max_header_size + config.server.security_limits.max_uri_length + 1024;
@@ -63,6 +71,7 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
     app,
     metrics,
     log: logger,
+    cache,
     current: () => snapshot,
     reload(next) {
       const previous = snapshot;
@@ -72,7 +81,8 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
       if (next.server.security_limits.max_header_size + next.server.security_limits.max_uri_length + 1024 > parserHeaderCap) {
         needsRestart.push('server.security_limits (raised above the start-up header cap)');
       }
-      snapshot = buildSnapshot(next, previous.generation + 1, events, options.clientHooks);
+      if (cacheShape(next.cache) !== startShape) needsRestart.push('cache (tiers, sizes, Redis)');
+      snapshot = buildSnapshot(next, previous.generation + 1, events, cache !== null, options.clientHooks);
       metrics.generation.set(snapshot.generation);
       retireSnapshot(previous);
       return { needsRestart };
@@ -105,7 +115,10 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
     if (status >= 500) request.log.error({ err: error, request_id: request.id }, 'request failed');
     void replyError(reply, request.id, new HttpError(status, status >= 500 ? 'InternalError' : 'BadRequest', status >= 500 ? 'Karasu failed to handle the request' : error.message));
   });
-  app.addHook('onClose', async () => retireSnapshot(snapshot));
+  app.addHook('onClose', async () => {
+    retireSnapshot(snapshot);
+    await options.cache?.close();
+  });
   return karasu;
 }
 
@@ -123,7 +136,7 @@ async function handleProxy(karasu: Karasu, request: FastifyRequest, reply: Fasti
   const ctx = createContext(request.raw, reply.raw, request.id, snapshot);
   reply.raw.once('close', () => finish(karasu, ctx));
   try {
-    await proxy(ctx);
+    await proxy(ctx, karasu.cache);
   } catch (err) {
     karasu.log.error({ err, request_id: ctx.id }, 'proxy failed');
   }

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { KarasuConfig } from '../config/types.js';
+import { createCache } from '../cache/build.js';
 import { createKarasu, type Karasu, type KarasuOptions } from './app.js';
 
 export interface RunningKarasu {
@@ -13,8 +14,9 @@ export interface RunningKarasu {
   close(timeoutMs?: number): Promise<void>;
 }
 
-export async function startKarasu(config: KarasuConfig, options: KarasuOptions): Promise<RunningKarasu> {
-  const karasu = createKarasu(config, options);
+export async function startKarasu(config: KarasuConfig, options: Omit<KarasuOptions, 'cache'>): Promise<RunningKarasu> {
+  const cache = await createCache(config.cache, options.logger);
+  const karasu = createKarasu(config, { ...options, cache });
   const { app } = karasu;
   await app.listen({ host: config.server.address, port: config.server.port });
   const address = app.server.address() as AddressInfo;

@@ -83,6 +83,18 @@ export class ReplicaSet {
   }
 
   async send(request: UpstreamRequest, requestTimeoutMs: number): Promise<UpstreamResponse> {
+    // RFC 9110 §13.1.3/§13.1.4: If-Modified-Since is ignored when If-None-Match is present, and
+    // If-Unmodified-Since when If-Match is. Not every backend does so (s3rver does not): the ignored
+    // field is not sent at all.
+    const normalised: UpstreamRequest = {
+      ...request,
+      ifModifiedSince: request.ifNoneMatch !== undefined ? undefined : request.ifModifiedSince,
+      ifUnmodifiedSince: request.ifMatch !== undefined ? undefined : request.ifUnmodifiedSince,
+    };
+    return this.sendWithRetries(normalised, requestTimeoutMs);
+  }
+
+  private async sendWithRetries(request: UpstreamRequest, requestTimeoutMs: number): Promise<UpstreamResponse> {
     const { retry } = this.config.s3;
     let lastFailure: AttemptFailure | null = null;
     let previous: Replica | null = null;

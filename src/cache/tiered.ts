@@ -1,0 +1,167 @@
+import { readFile } from 'node:fs/promises';
+import type { CacheLayer } from '../config/types.js';
+import type { Logger } from '../observability/logger.js';
+import type { CacheHit, CacheMeta, CacheTier, PurgeFilter, TierStats, TierWriter } from './types.js';
+import type { PurgeBus, PurgeMessage } from './purge-bus.js';
+
+export interface TierLookup {
+  hit: CacheHit;
+  tier: CacheTier;
+}
+
+export interface BucketCacheStats {
+  hits: number;
+  misses: number;
+  stale: number;
+  revalidated: number;
+  bypass: number;
+  bytes_from_cache: number;
+  bytes_from_s3: number;
+}
+
+interface TierCounters {
+  hits: number;
+  misses: number;
+  bytes_served: number;
+}
+
+/**
+ * The tiers in `cache_layers` order behind one lookup/store/purge interface. Lookups go top-down and
+ * a lower-tier hit is copied up after the response has started; stores go to every tier the object
+ * fits, the lower tiers off the response path. Purges reach every tier and, through the bus, every
+ * instance sharing the Redis.
+ */
+export class TieredCache {
+  private readonly tierCounters = new Map<CacheLayer, TierCounters>();
+  private readonly buckets = new Map<string, BucketCacheStats>();
+
+  constructor(
+    readonly tiers: readonly CacheTier[],
+    private readonly log: Logger,
+    private readonly bus: PurgeBus | null = null,
+  ) {
+    for (const tier of tiers) this.tierCounters.set(tier.name, { hits: 0, misses: 0, bytes_served: 0 });
+    bus?.onMessage((message) => void this.applyRemote(message));
+  }
+
+  /** Largest body any tier would keep in full from memory (memory, redis). */
+  get bufferLimit(): number {
+    let limit = 0;
+    for (const tier of this.tiers) if (!tier.openWriter) limit = Math.max(limit, tier.maxItemSize);
+    return limit;
+  }
+
+  async lookup(key: string): Promise<TierLookup | null> {
+    for (let i = 0; i < this.tiers.length; i++) {
+      const tier = this.tiers[i];
+      if (!tier.available) continue;
+      const counters = this.tierCounters.get(tier.name)!;
+      let hit: CacheHit | null = null;
+      try {
+        hit = await tier.get(key);
+      } catch (err) {
+        this.log.warn({ err, tier: tier.name, key }, 'cache tier read failed');
+      }
+      if (!hit) {
+        counters.misses++;
+        continue;
+      }
+      counters.hits++;
+      counters.bytes_served += hit.meta.size;
+      if (i > 0) setImmediate(() => void this.promote(hit!, i));
+      return { hit, tier };
+    }
+    return null;
+  }
+
+  /** Stores a complete body in every tier it fits: the first tier before returning, the rest after. */
+  async store(meta: CacheMeta, body: Buffer): Promise<void> {
+    const targets = this.tiers.filter((tier) => tier.available && meta.size <= tier.maxItemSize);
+    if (targets.length === 0) return;
+    await this.safely(targets[0], 'write', () => targets[0].set(meta, body));
+    for (const tier of targets.slice(1)) void this.safely(tier, 'write', () => tier.set(meta, body));
+  }
+
+  /** A tier that can take a body too large to hold in memory while it streams (disk). */
+  streamingWriter(key: string, size: number): TierWriter | null {
+    const tier = this.tiers.find((t) => t.openWriter && t.available && size <= t.maxItemSize);
+    return tier?.openWriter?.(key) ?? null;
+  }
+
+  async updateMeta(meta: CacheMeta): Promise<void> {
+    await Promise.all(this.tiers.map((tier) => this.safely(tier, 'update', () => tier.updateMeta(meta))));
+  }
+
+  async purge(filter: PurgeFilter): Promise<number> {
+    const counts = await Promise.all(this.tiers.map((tier) => this.safely(tier, 'purge', () => tier.purge(filter))));
+    void this.bus?.publish({ op: 'purge', filter });
+    return Math.max(0, ...counts.map((c) => c ?? 0));
+  }
+
+  async purgeKey(key: string): Promise<boolean> {
+    const results = await Promise.all(this.tiers.map((tier) => this.safely(tier, 'delete', () => tier.delete(key))));
+    void this.bus?.publish({ op: 'purge', filter: {}, key });
+    return results.some(Boolean);
+  }
+
+  async markStale(filter: PurgeFilter): Promise<number> {
+    const counts = await Promise.all(this.tiers.map((tier) => this.safely(tier, 'mark stale', () => tier.markStale(filter))));
+    void this.bus?.publish({ op: 'stale', filter });
+    return Math.max(0, ...counts.map((c) => c ?? 0));
+  }
+
+  bucketStats(bucket: string): BucketCacheStats {
+    let stats = this.buckets.get(bucket);
+    if (!stats) {
+      stats = { hits: 0, misses: 0, stale: 0, revalidated: 0, bypass: 0, bytes_from_cache: 0, bytes_from_s3: 0 };
+      this.buckets.set(bucket, stats);
+    }
+    return stats;
+  }
+
+  stats() {
+    const tiers: Record<string, TierStats & TierCounters & { hit_ratio: number; available: boolean }> = {};
+    for (const tier of this.tiers) {
+      const counters = this.tierCounters.get(tier.name)!;
+      const lookups = counters.hits + counters.misses;
+      tiers[tier.name] = { ...tier.stats(), ...counters, hit_ratio: lookups ? counters.hits / lookups : 0, available: tier.available };
+    }
+    const buckets: Record<string, BucketCacheStats & { hit_ratio: number }> = {};
+    for (const [name, s] of this.buckets) {
+      const lookups = s.hits + s.misses + s.stale + s.revalidated;
+      buckets[name] = { ...s, hit_ratio: lookups ? (s.hits + s.stale + s.revalidated) / lookups : 0 };
+    }
+    return { tiers, buckets };
+  }
+
+  async close(): Promise<void> {
+    await this.bus?.close();
+    await Promise.all(this.tiers.map((tier) => tier.close()));
+  }
+
+  private async promote(hit: CacheHit, foundAt: number): Promise<void> {
+    const upper = this.tiers.slice(0, foundAt).filter((tier) => tier.available && hit.meta.size <= tier.maxItemSize);
+    if (upper.length === 0) return;
+    const body = hit.body.kind === 'buffer' ? hit.body.data : await readFile(hit.body.path).catch(() => null);
+    if (!body || body.length !== hit.meta.size) return;
+    for (const tier of upper) await this.safely(tier, 'promote', () => tier.set(hit.meta, body));
+  }
+
+  /** Another instance purged: apply it to this instance's own tiers, without publishing again. */
+  private async applyRemote(message: PurgeMessage): Promise<void> {
+    const local = this.tiers.filter((tier) => tier.name !== 'redis');
+    if (message.key !== undefined) await Promise.all(local.map((tier) => tier.delete(message.key!)));
+    else if (message.op === 'stale') await Promise.all(local.map((tier) => tier.markStale(message.filter)));
+    else await Promise.all(local.map((tier) => tier.purge(message.filter)));
+    this.log.info({ op: message.op, filter: message.filter, key: message.key }, 'applied purge from another instance');
+  }
+
+  private async safely<T>(tier: CacheTier, what: string, op: () => Promise<T>): Promise<T | null> {
+    try {
+      return await op();
+    } catch (err) {
+      this.log.warn({ err, tier: tier.name }, `cache tier ${what} failed`);
+      return null;
+    }
+  }
+}
