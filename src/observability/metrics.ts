@@ -77,6 +77,67 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+interface CacheStatsSource {
+  stats(): {
+    tiers: Record<string, { entries: number; bytes: number; maxBytes: number; evictions: number; corrupt: number; errors: number; hits: number; misses: number; bytes_served: number; available: boolean }>;
+    buckets: Record<string, { hits: number; misses: number; stale: number; revalidated: number; bypass: number; bytes_from_cache: number; bytes_from_s3: number }>;
+  };
+}
+
+/**
+ * Cache figures are read from the tiers' own counters when Prometheus scrapes, so the hot path pays
+ * nothing for them.
+ */
+export function registerCacheMetrics(metrics: Metrics, cache: CacheStatsSource): void {
+  const { registry } = metrics;
+  const tierGauge = (name: string, help: string, pick: (t: ReturnType<CacheStatsSource['stats']>['tiers'][string]) => number) =>
+    new client.Gauge({
+      name,
+      help,
+      labelNames: ['tier'] as const,
+      registers: [registry],
+      collect() {
+        for (const [tier, stats] of Object.entries(cache.stats().tiers)) this.set({ tier }, pick(stats));
+      },
+    });
+  tierGauge('karasu_cache_entries', 'Entries held, by tier', (t) => t.entries);
+  tierGauge('karasu_cache_bytes', 'Body bytes held, by tier', (t) => t.bytes);
+  tierGauge('karasu_cache_max_bytes', 'Configured byte budget, by tier (0: bounded elsewhere)', (t) => t.maxBytes);
+  tierGauge('karasu_cache_evictions_total', 'Entries evicted to stay within the budget, by tier', (t) => t.evictions);
+  tierGauge('karasu_cache_corrupt_total', 'Entries found corrupt on read and dropped, by tier', (t) => t.corrupt);
+  tierGauge('karasu_cache_errors_total', 'Tier operations that failed or timed out, by tier', (t) => t.errors);
+  tierGauge('karasu_cache_tier_hits_total', 'Lookups answered by this tier', (t) => t.hits);
+  tierGauge('karasu_cache_tier_misses_total', 'Lookups this tier could not answer', (t) => t.misses);
+  tierGauge('karasu_cache_tier_available', 'Whether the tier is usable now (Redis connected)', (t) => (t.available ? 1 : 0));
+  new client.Gauge({
+    name: 'karasu_cache_requests_total',
+    help: 'Cached-bucket requests by bucket and result (hit, miss, stale, revalidated, bypass)',
+    labelNames: ['bucket', 'result'] as const,
+    registers: [registry],
+    collect() {
+      for (const [bucket, s] of Object.entries(cache.stats().buckets)) {
+        this.set({ bucket, result: 'hit' }, s.hits);
+        this.set({ bucket, result: 'miss' }, s.misses);
+        this.set({ bucket, result: 'stale' }, s.stale);
+        this.set({ bucket, result: 'revalidated' }, s.revalidated);
+        this.set({ bucket, result: 'bypass' }, s.bypass);
+      }
+    },
+  });
+  new client.Gauge({
+    name: 'karasu_cache_bytes_total',
+    help: 'Body bytes by bucket and source: served from cache, or fetched from S3',
+    labelNames: ['bucket', 'source'] as const,
+    registers: [registry],
+    collect() {
+      for (const [bucket, s] of Object.entries(cache.stats().buckets)) {
+        this.set({ bucket, source: 'cache' }, s.bytes_from_cache);
+        this.set({ bucket, source: 's3' }, s.bytes_from_s3);
+      }
+    },
+  });
+}
+
 export function upstreamEvents(metrics: Metrics, log: (msg: string, fields: object) => void): UpstreamEvents {
   return {
     breakerChanged(bucket, replica, from, to) {

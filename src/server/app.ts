@@ -4,7 +4,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import type { KarasuConfig } from '../config/types.js';
 import { errorBody, HttpError, methodNotAllowed, notFound } from '../http/errors.js';
 import { requestIdFrom } from '../http/request-id.js';
-import { createMetrics, upstreamEvents, type Metrics } from '../observability/metrics.js';
+import { createMetrics, registerCacheMetrics, upstreamEvents, type Metrics } from '../observability/metrics.js';
 import { createContext, type RequestContext } from '../pipeline/context.js';
 import { proxy } from '../pipeline/pipeline.js';
 import { checkRequestLimits } from '../protect/limits.js';
@@ -47,6 +47,7 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
   const metrics = createMetrics();
   const events = upstreamEvents(metrics, (msg, fields) => logger.warn(fields, msg));
   const cache: FillContext | null = options.cache ? { cache: options.cache, log: logger, fills: new Map() } : null;
+  if (options.cache) registerCacheMetrics(metrics, options.cache);
   const startShape = cacheShape(config.cache);
   let snapshot = buildSnapshot(config, 1, events, cache !== null, options.clientHooks);
   metrics.generation.set(1);

@@ -28,11 +28,15 @@ export function registerHealthRoutes(karasu: Karasu): void {
       backends[name] = { status, replicas };
     }
     const status = karasu.draining ? 'draining' : anyDown ? 'unavailable' : 'ready';
+    // A cache tier that is down (Redis) degrades hit ratios, not correctness: shown, but still ready.
+    const cache = karasu.cache
+      ? Object.fromEntries(karasu.cache.cache.tiers.map((tier) => [tier.name, tier.available ? 'available' : 'unavailable']))
+      : null;
     void reply
       .code(status === 'ready' ? 200 : 503)
       .header('x-request-id', request.id)
       .header('cache-control', 'no-store')
-      .send({ status, config_generation: snapshot.generation, backends });
+      .send({ status, config_generation: snapshot.generation, backends, cache });
   });
 
   app.get('/metrics', async (request, reply) => {

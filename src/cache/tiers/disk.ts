@@ -429,8 +429,8 @@ export class DiskTier implements CacheTier {
       const hash = sha256Hex(meta.key);
       const dir = join(this.entriesDir, hash.slice(0, 2));
       // The meta must sit where its key puts it and name a body of the same key next to it.
-      if (metaPath !== join(dir, `${hash}.meta`) || !new RegExp(`^${hash}\\.[0-9a-f]+\\.body$`).test(file.body)) return null;
-      if (!bodies.has(join(dir, file.body))) return null;
+      if (metaPath !== join(dir, `${hash}.meta`) || !file.body.startsWith(`${hash}.`)) return null;
+      if (!bodies.has(join(dir, file.body))) return null; // also rules out any '/' in the name
       if (meta.size > this.maxItemSize) return null;
       const bodyStat = await stat(join(dir, file.body));
       if (bodyStat.size !== meta.size) return null;
