@@ -137,7 +137,7 @@ async function demo(args: string[]): Promise<number | undefined> {
   });
   const { startDemoS3 } = await import('./demo/s3.js');
   const s3 = await startDemoS3({ dataDir: path.resolve(values.data!), address: '127.0.0.1' });
-  const yaml = demoConfig(s3.endpoint, s3.bucket, Number(values.port));
+  const yaml = demoConfig(s3.endpoint, s3.bucket, Number(values.port), path.resolve(values.data!, '..', 'cache'));
   const { config }: { config: KarasuConfig } = loadConfigText(yaml, '<demo>', {});
   const logger = createLogger(config.logging);
   const running = await startKarasu(config, { logger });
@@ -156,6 +156,7 @@ async function demo(args: string[]): Promise<number | undefined> {
     `  open ${base}/demo/index.html in a browser`,
     `  curl -s -o /dev/null -D - -H 'Range: bytes=0-1048575' ${base}/demo/video.bin`,
     `  curl -i -H 'If-None-Match: <etag from above>' ${base}/demo/hello.txt`,
+    `  curl -s -o /dev/null -D - ${base}/demo/video.bin   # twice: X-Cache MISS, then HIT from disk`,
     `  curl -s ${base}/ready; curl -s ${base}/metrics | head`,
     '',
     'Ctrl-C stops both.',
@@ -170,7 +171,7 @@ async function demo(args: string[]): Promise<number | undefined> {
   return undefined;
 }
 
-function demoConfig(endpoint: string, bucket: string, port: number): string {
+function demoConfig(endpoint: string, bucket: string, port: number, cacheDir: string): string {
   return `
 server:
   address: 127.0.0.1
@@ -187,7 +188,12 @@ buckets:
     cors:
       allowed_origins: ["*"]
 cache:
-  enabled: false
+  enabled: true
+  cache_layers: [memory, disk]
+  memory: { max_cache_size_mb: 64, max_item_size_mb: 8, default_ttl_seconds: 300 }
+  disk: { enabled: true, cache_dir: ${JSON.stringify(cacheDir)}, max_disk_cache_size_mb: 512, max_item_size_mb: 128 }
+  stale_while_revalidate_seconds: 60
+  stale_if_error_seconds: 3600
 logging:
   level: info
   format: auto
