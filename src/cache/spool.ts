@@ -36,38 +36,12 @@ export class Spool {
 
   /** A stream of bytes [start, end] (inclusive) of the body, as they become available. */
   reader(start = 0, end = Number.POSITIVE_INFINITY): Readable {
-    let index = 0;
-    let offset = 0;
-    let waiting = false;
-    const spool = this;
-    const stream = new Readable({
-      read() {
-        pump();
-      },
-    });
-    function pump(): void {
-      waiting = false;
-      while (index < spool.chunks.length) {
-        const chunk = spool.chunks[index++];
-        const chunkStart = offset;
-        offset += chunk.length;
-        const from = Math.max(start - chunkStart, 0);
-        const to = Math.min(end + 1 - chunkStart, chunk.length);
-        const more = from < to ? stream.push(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to)) : true;
-        if (offset > end) {
-          stream.push(null);
-          return;
-        }
-        if (!more) return;
-      }
-      if (spool.error) stream.destroy(spool.error);
-      else if (spool.done) stream.push(null);
-      else if (!waiting) {
-        waiting = true;
-        spool.wakers.push(pump);
-      }
-    }
-    return stream;
+    return spoolReader(this, start, end);
+  }
+
+  /** Calls `wake` once when more bytes arrive, the body ends or it fails. */
+  onProgress(wake: () => void): void {
+    this.wakers.push(wake);
   }
 
   private wake(): void {
@@ -75,4 +49,38 @@ export class Spool {
     this.wakers = [];
     for (const wake of wakers) wake();
   }
+}
+
+function spoolReader(spool: Spool, start: number, end: number): Readable {
+  let index = 0;
+  let offset = 0;
+  let waiting = false;
+  const stream = new Readable({
+    read() {
+      pump();
+    },
+  });
+  function pump(): void {
+    waiting = false;
+    while (index < spool.chunks.length) {
+      const chunk = spool.chunks[index++];
+      const chunkStart = offset;
+      offset += chunk.length;
+      const from = Math.max(start - chunkStart, 0);
+      const to = Math.min(end + 1 - chunkStart, chunk.length);
+      const more = from < to ? stream.push(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to)) : true;
+      if (offset > end) {
+        stream.push(null);
+        return;
+      }
+      if (!more) return;
+    }
+    if (spool.error) stream.destroy(spool.error);
+    else if (spool.done) stream.push(null);
+    else if (!waiting) {
+      waiting = true;
+      spool.onProgress(pump);
+    }
+  }
+  return stream;
 }
