@@ -1,3 +1,4 @@
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { ConfigError, formatIssue, loadConfigFile, loadConfigText } from './config/load.js';
@@ -198,4 +199,17 @@ logging:
   level: info
   format: auto
 `;
+}
+
+// `node src/cli.ts …` (tests, via tsx) runs the CLI directly; bin/karasu.js imports main() instead.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (typeof code === 'number') process.exitCode = code;
+    },
+    (err) => {
+      console.error(err);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -4,9 +4,9 @@ import type { Logger } from '../observability/logger.js';
 import type { BucketRuntime } from '../runtime/snapshot.js';
 import type { UpstreamResponse } from '../upstream/replica-set.js';
 import { freshnessMs, isStorable, parseCacheControl, type CachePolicy } from './policy.js';
-import { Spool } from './spool.js';
+import { FileSpool, Spool } from './spool.js';
 import type { TieredCache } from './tiered.js';
-import type { CacheHit, CacheMeta } from './types.js';
+import type { CacheHit, CacheMeta, TierWriter } from './types.js';
 
 /** What a representation looks like to the responder, wherever its bytes come from. */
 export interface Representation {
@@ -18,10 +18,10 @@ export interface Representation {
 }
 
 export type FillOutcome =
-  /** Small body: every waiter reads the shared spool. */
-  | { kind: 'spool'; rep: Representation; spool: Spool }
-  /** Too large to spool in memory: the first waiter streams it (and writes it to disk); others fetch their own. */
-  | { kind: 'stream'; rep: Representation; response: UpstreamResponse; meta(sha256: string): CacheMeta; claim(): boolean }
+  /** Every waiter reads the shared spool: in memory for small bodies, the disk tier's file for large ones. */
+  | { kind: 'spool'; rep: Representation; spool: Spool | FileSpool }
+  /** Not cacheable and too large to hold: the first waiter streams it; the others fetch their own. */
+  | { kind: 'stream'; rep: Representation; response: UpstreamResponse; claim(): boolean }
   /** S3 answered 304 to a revalidation: the stored body is still good. */
   | { kind: 'not-modified'; hit: CacheHit }
   /** S3 answered something that is not a body (404, 403, …). */
@@ -32,6 +32,8 @@ export interface FillContext {
   log: Logger;
   /** In-flight fills by cache key: concurrent misses join the one already running. */
   fills: Map<string, Promise<FillOutcome>>;
+  /** `server.coalescing.enabled` of the current snapshot. */
+  coalesce(): boolean;
 }
 
 /** Smallest spool limit, for a disk-only cache: small objects are buffered, not streamed to a file. */
@@ -50,18 +52,24 @@ export function joinOrStartFill(
   stale: CacheHit | null,
   timeoutMs: number,
 ): { outcome: Promise<FillOutcome>; joined: boolean } {
-  const running = fc.fills.get(key);
+  const coalesce = fc.coalesce();
+  const running = coalesce ? fc.fills.get(key) : undefined;
   if (running) return { outcome: running, joined: true };
-  const outcome = runFill(fc, key, objectKey, bucket, policy, stale, timeoutMs);
+  // A spool stays joinable until its body is complete and stored; then the entry takes over.
+  const outcome: Promise<FillOutcome> = runFill(fc, key, objectKey, bucket, policy, stale, timeoutMs, () => forget(fc, key, outcome));
+  if (!coalesce) return { outcome, joined: false };
   fc.fills.set(key, outcome);
   outcome.then(
     (result) => {
-      // A spool stays joinable until its body is complete and stored; everything else is done now.
-      if (result.kind !== 'spool') fc.fills.delete(key);
+      if (result.kind !== 'spool') forget(fc, key, outcome);
     },
-    () => fc.fills.delete(key),
+    () => forget(fc, key, outcome),
   );
   return { outcome, joined: false };
+}
+
+function forget(fc: FillContext, key: string, outcome: Promise<FillOutcome>): void {
+  if (fc.fills.get(key) === outcome) fc.fills.delete(key);
 }
 
 async function runFill(
@@ -72,6 +80,7 @@ async function runFill(
   policy: CachePolicy,
   stale: CacheHit | null,
   timeoutMs: number,
+  spoolDone: () => void,
 ): Promise<FillOutcome> {
   const controller = new AbortController();
   const response = await bucket.upstream.send(
@@ -121,8 +130,14 @@ async function runFill(
   });
 
   if (Number.isSafeInteger(size) && size <= Math.max(fc.cache.bufferLimit, MIN_SPOOL_BYTES)) {
-    const spool = new Spool();
-    spoolBody(fc, key, response, rep, spool, meta);
+    const spool = new Spool(size);
+    spoolBody(fc, key, response, rep, spool, meta, spoolDone);
+    return { kind: 'spool', rep, spool };
+  }
+  const writer = rep.storable ? fc.cache.streamingWriter(key, size) : null;
+  if (writer) {
+    const spool = new FileSpool(writer, size);
+    void fileSpoolBody(fc, key, response, rep, spool, writer, meta, spoolDone);
     return { kind: 'spool', rep, spool };
   }
   let claimed = false;
@@ -130,7 +145,7 @@ async function runFill(
   setImmediate(() => {
     if (!claimed) response.body?.destroy();
   });
-  return { kind: 'stream', rep, response, meta, claim: () => !claimed && (claimed = true) };
+  return { kind: 'stream', rep, response, claim: () => !claimed && (claimed = true) };
 }
 
 function spoolBody(
@@ -140,6 +155,7 @@ function spoolBody(
   rep: Representation,
   spool: Spool,
   meta: (sha256: string) => CacheMeta,
+  done: () => void,
 ): void {
   const body = response.body!;
   const integrity = new Integrity(rep.etag);
@@ -150,7 +166,7 @@ function spoolBody(
   body.once('error', (err) => {
     fc.log.warn({ err, key }, 'upstream body failed while filling the cache');
     spool.fail(err);
-    fc.fills.delete(key);
+    done();
   });
   body.once('end', () => {
     const problem = integrity.check(spool.received, rep.size);
@@ -158,16 +174,49 @@ function spoolBody(
       // Every client sees an error rather than a body that does not match what S3 declared.
       fc.log.warn({ key, problem }, 'upstream body failed its integrity check; not cached');
       spool.fail(new Error(problem));
-      fc.fills.delete(key);
+      done();
       return;
     }
     spool.finish();
     if (!rep.storable) {
-      fc.fills.delete(key);
+      done();
       return;
     }
-    fc.cache.store(meta(integrity.sha256()), spool.body()).finally(() => fc.fills.delete(key));
+    fc.cache.store(meta(integrity.sha256()), spool.body()).finally(done);
   });
+}
+
+/** Large body: written to the disk tier's file as fast as the disk takes it, committed when it checks out. */
+async function fileSpoolBody(
+  fc: FillContext,
+  key: string,
+  response: UpstreamResponse,
+  rep: Representation,
+  spool: FileSpool,
+  writer: TierWriter,
+  meta: (sha256: string) => CacheMeta,
+  done: () => void,
+): Promise<void> {
+  const integrity = new Integrity(rep.etag);
+  try {
+    for await (const chunk of response.body! as AsyncIterable<Buffer>) {
+      integrity.update(chunk);
+      await spool.write(chunk);
+    }
+    const problem = integrity.check(spool.received, rep.size);
+    if (problem) throw new Error(problem);
+    spool.finish();
+    if (!(await writer.commit(meta(integrity.sha256()), integrity.md5Expected))) {
+      fc.log.warn({ key }, 'disk tier refused a completed body; not cached');
+    }
+  } catch (err) {
+    writer.abort();
+    fc.log.warn({ err, key }, 'upstream body failed while filling the cache; not cached');
+    spool.fail(err as Error);
+  } finally {
+    done();
+    spool.seal();
+  }
 }
 
 /** Byte count, SHA-256 for the tiers, and MD5 against the ETag when the ETag is an MD5. */

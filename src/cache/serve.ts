@@ -1,12 +1,10 @@
-import { Transform, type Readable } from 'node:stream';
 import { HttpError } from '../http/errors.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { serveFromUpstream, upstreamError } from '../respond/from-upstream.js';
 import { serveRepresentation, type BodySource } from '../respond/representation.js';
-import { Integrity, joinOrStartFill, type FillContext, type FillOutcome, type Representation } from './fill.js';
+import { joinOrStartFill, type FillContext, type FillOutcome, type Representation } from './fill.js';
 import type { CachePolicy } from './policy.js';
-import { verifyingReadStream } from './tiers/disk.js';
-import type { CacheHit, CacheMeta, CacheTier } from './types.js';
+import type { CacheHit } from './types.js';
 import { cacheKey } from './types.js';
 
 /**
@@ -27,13 +25,13 @@ export async function serveWithCache(ctx: RequestContext, fc: FillContext, polic
     const { meta } = found.hit;
     if (meta.freshUntil > now) {
       stats.hits++;
-      return serveStored(ctx, found, 'HIT', `karasu; hit; ttl=${Math.floor((meta.freshUntil - now) / 1000)}; detail=${found.tier.name}`, stats);
+      return serveStored(ctx, found.hit, 'HIT', `karasu; hit; ttl=${Math.floor((meta.freshUntil - now) / 1000)}; detail=${found.tier.name}`);
     }
     if (now < meta.freshUntil + policy.staleWhileRevalidateMs) {
       stats.stale++;
       const { outcome } = joinOrStartFill(fc, key, ctx.key, bucket, policy, found.hit, timeoutMs);
       outcome.catch((err) => fc.log.warn({ err, key }, 'background revalidation failed'));
-      return serveStored(ctx, found, 'STALE', `karasu; hit; ttl=${-Math.ceil((now - meta.freshUntil) / 1000)}; detail=${found.tier.name}`, stats);
+      return serveStored(ctx, found.hit, 'STALE', `karasu; hit; ttl=${-Math.ceil((now - meta.freshUntil) / 1000)}; detail=${found.tier.name}`);
     }
   }
 
@@ -52,7 +50,7 @@ export async function serveWithCache(ctx: RequestContext, fc: FillContext, polic
   } catch (err) {
     if (found && err instanceof HttpError && err.status >= 500 && now < found.hit.meta.freshUntil + policy.staleIfErrorMs) {
       stats.stale++;
-      return serveStored(ctx, found, 'STALE', `karasu; hit; detail=${found.tier.name}; fwd=stale; fwd-status=${err.status}`, stats);
+      return serveStored(ctx, found.hit, 'STALE', `karasu; hit; detail=${found.tier.name}; fwd=stale; fwd-status=${err.status}`);
     }
     throw err;
   }
@@ -60,7 +58,7 @@ export async function serveWithCache(ctx: RequestContext, fc: FillContext, polic
   switch (result.kind) {
     case 'not-modified':
       stats.revalidated++;
-      return serveStored(ctx, { hit: result.hit, tier: found?.tier ?? null }, 'REVALIDATED', `karasu; fwd=stale; fwd-status=304${collapsed}`, stats);
+      return serveStored(ctx, result.hit, 'REVALIDATED', `karasu; fwd=stale; fwd-status=304${collapsed}`);
     case 'answer':
       stats.misses++;
       markCache(ctx, 'MISS', `karasu; fwd=uri-miss; fwd-status=${result.response.status}${collapsed}`);
@@ -75,9 +73,9 @@ export async function serveWithCache(ctx: RequestContext, fc: FillContext, polic
         discard: () => {},
       });
     }
-    case 'stream':
+    case 'stream': {
       if (ranged || !result.claim()) {
-        // Too large to share from memory: this client gets its own upstream request.
+        // Not cacheable and too large to share from memory: this client gets its own upstream request.
         stats.misses++;
         markCache(ctx, 'MISS', 'karasu; fwd=uri-miss');
         return serveFromUpstream(ctx);
@@ -86,29 +84,25 @@ export async function serveWithCache(ctx: RequestContext, fc: FillContext, polic
       markFill(ctx, result.rep, '');
       ctx.upstreamStatus = result.response.status;
       ctx.replica = result.response.replica;
-      return serveRepresentation(ctx, result.rep, streamToDisk(fc, key, result.rep, result.response.body!, result.meta));
+      const body = result.response.body!;
+      return serveRepresentation(ctx, result.rep, { open: () => body, discard: () => body.destroy() });
+    }
   }
 }
 
 function serveStored(
   ctx: RequestContext,
-  found: { hit: CacheHit; tier: CacheTier | null },
+  hit: CacheHit,
   status: string,
   cacheStatus: string,
-  stats: { bytes_from_cache: number },
 ): Promise<void> {
   markCache(ctx, status, cacheStatus);
-  const { meta, body } = found.hit;
-  stats.bytes_from_cache += meta.size;
+  const { meta, body } = hit;
   const age = String(Math.max(0, Math.floor((Date.now() - meta.storedAt) / 1000)));
   const source: BodySource =
     body.kind === 'buffer'
       ? { open: (range) => (range ? body.data.subarray(range.start, range.end + 1) : body.data), discard: () => {} }
-      : {
-          // A whole-file read is verified as it streams; a corrupt file errors the response and is dropped.
-          open: (range) => verifyingReadStream(body.path, meta, range, () => void found.tier?.delete(meta.key)),
-          discard: () => {},
-        };
+      : { open: (range) => body.open(range), discard: () => {} };
   return serveRepresentation(ctx, meta, source, { age });
 }
 
@@ -126,53 +120,4 @@ function countFill(stats: { misses: number; bypass: number; bytes_from_s3: numbe
   if (rep.storable) stats.misses++;
   else stats.bypass++;
   if (!joined) stats.bytes_from_s3 += rep.size;
-}
-
-/**
- * A body too large for memory streams to its one client and, when a tier takes it, into a file at the
- * same time; the file is committed only if every byte arrived and matched (see TierWriter.commit).
- */
-function streamToDisk(fc: FillContext, key: string, rep: Representation, body: Readable, meta: (sha256: string) => CacheMeta): BodySource {
-  const writer = rep.storable ? fc.cache.streamingWriter(key, rep.size) : null;
-  if (!writer) return { open: () => body, discard: () => body.destroy() };
-  const integrity = new Integrity(rep.etag);
-  let received = 0;
-  let committed = false;
-  const tee = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      integrity.update(chunk);
-      received += chunk.length;
-      writer.write(chunk).then(
-        () => done(null, chunk),
-        (err: Error) => done(err),
-      );
-    },
-    flush(done) {
-      committed = true;
-      const problem = integrity.check(received, rep.size);
-      if (problem) {
-        writer.abort();
-        fc.log.warn({ key, problem }, 'upstream body failed its integrity check; not cached');
-        done(new Error(problem));
-        return;
-      }
-      void writer.commit(meta(integrity.sha256()), integrity.md5Expected);
-      done();
-    },
-    destroy(err, done) {
-      if (!committed) writer.abort();
-      done(err);
-    },
-  });
-  return {
-    open: () => {
-      // pipe() does not pass errors on: a failing upstream must fail the client's response too.
-      body.once('error', (err) => tee.destroy(err));
-      return body.pipe(tee);
-    },
-    discard: () => {
-      writer.abort();
-      body.destroy();
-    },
-  };
 }

@@ -1,4 +1,6 @@
+import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import type { TierWriter } from './types.js';
 
 /**
  * One upstream body shared by every client that asked for the same object while it was arriving.
@@ -12,14 +14,27 @@ export class Spool {
   done = false;
   error: Error | null = null;
   private wakers: Array<() => void> = [];
+  /** The body's last byte, withheld from readers until finish(): see below. */
+  private lastByte: Buffer | null = null;
+
+  /** `size`: the declared length. The last byte is released only once the whole body checked out. */
+  constructor(private readonly size: number) {}
 
   push(chunk: Buffer): void {
-    this.chunks.push(chunk);
     this.received += chunk.length;
+    // Readers must not see a complete body before its integrity is known: a body that fails the check
+    // then reaches every client incomplete (an error), never as a complete 200 with the wrong bytes.
+    if (this.received >= this.size && chunk.length > 0) {
+      this.lastByte = chunk.subarray(chunk.length - 1);
+      chunk = chunk.subarray(0, chunk.length - 1);
+    }
+    if (chunk.length > 0) this.chunks.push(chunk);
     this.wake();
   }
 
   finish(): void {
+    if (this.lastByte) this.chunks.push(this.lastByte);
+    this.lastByte = null;
     this.done = true;
     this.wake();
   }
@@ -31,7 +46,7 @@ export class Spool {
 
   /** The whole body; only once done. */
   body(): Buffer {
-    return this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
+    return Buffer.concat(this.chunks, this.received);
   }
 
   /** A stream of bytes [start, end] (inclusive) of the body, as they become available. */
@@ -83,4 +98,106 @@ function spoolReader(spool: Spool, start: number, end: number): Readable {
     }
   }
   return stream;
+}
+
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * A spool for bodies too large to hold in memory: the bytes go into the disk tier's temporary file and
+ * every waiting client tails that file through one shared read descriptor, which stays valid when the
+ * finished file is renamed into the cache. Memory stays bounded whatever the object size; the upstream
+ * is read as fast as the disk takes it.
+ */
+export class FileSpool {
+  received = 0;
+  done = false;
+  error: Error | null = null;
+  private wakers: Array<() => void> = [];
+  private handle: Promise<FileHandle> | null = null;
+  private readers = 0;
+  private sealed = false;
+
+  /** `size`: the declared length; as in Spool, the last byte is readable only once the body checked out. */
+  constructor(
+    private readonly writer: TierWriter,
+    private readonly size: number,
+  ) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    await this.writer.write(chunk);
+    // The file exists once the first write has landed.
+    this.handle ??= open(this.writer.path, 'r');
+    this.received += chunk.length;
+    this.wake();
+  }
+
+  finish(): void {
+    this.done = true;
+    this.wake();
+  }
+
+  fail(error: Error): void {
+    this.error = error;
+    this.wake();
+  }
+
+  /** No new reader can join any more (the fill is over): the descriptor closes with the last reader. */
+  seal(): void {
+    this.sealed = true;
+    this.closeIfIdle();
+  }
+
+  onProgress(wake: () => void): void {
+    this.wakers.push(wake);
+  }
+
+  reader(start = 0, end = Number.POSITIVE_INFINITY): Readable {
+    this.readers++;
+    let position = start;
+    let reading = false;
+    const stream: Readable = new Readable({
+      read: () => void pump(),
+      destroy: (err, done) => {
+        this.readers--;
+        this.closeIfIdle();
+        done(err);
+      },
+    });
+    const last = (): number => Math.min(end + 1, this.done ? this.received : Math.min(this.received, this.size - 1));
+    const pump = async (): Promise<void> => {
+      if (reading || stream.destroyed) return;
+      if (position < last() && this.handle) {
+        reading = true;
+        try {
+          const fd = await this.handle;
+          const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, last() - position));
+          const { bytesRead } = await fd.read(buffer, 0, buffer.length, position);
+          position += bytesRead;
+          reading = false;
+          if (stream.push(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))) void pump();
+        } catch (err) {
+          stream.destroy(err as Error);
+        }
+        return;
+      }
+      if (this.error) stream.destroy(this.error);
+      else if (position > end || (this.done && position >= this.received)) stream.push(null);
+      else this.onProgress(() => void pump());
+    };
+    return stream;
+  }
+
+  private closeIfIdle(): void {
+    if (this.sealed && this.readers === 0 && this.handle) {
+      const handle = this.handle;
+      this.handle = null;
+      void handle.then((fd) => fd.close()).catch(() => {});
+    }
+  }
+
+  private wake(): void {
+    const wakers = this.wakers;
+    this.wakers = [];
+    for (const wake of wakers) wake();
+  }
 }

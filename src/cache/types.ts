@@ -1,7 +1,9 @@
 // The contract between the cache phase and its tiers. A tier stores complete 200 responses to GET:
 // the representation headers Karasu forwards, and the body.
 
+import type { Readable } from 'node:stream';
 import type { CacheLayer } from '../config/types.js';
+import type { ByteRange } from '../http/range.js';
 
 export interface CacheMeta {
   /** `${bucket}:${objectKey}` — bucket is the Karasu bucket *name* from the config, never the Host. */
@@ -23,8 +25,11 @@ export interface CacheMeta {
 
 export type CachedBody =
   | { kind: 'buffer'; data: Buffer }
-  /** A committed file; `path` stays valid until the entry is deleted (readers open it at once). */
-  | { kind: 'file'; path: string };
+  /**
+   * A committed file; `path` stays valid until the entry is deleted (readers open it at once). `open`
+   * streams it through the tier, which verifies a whole-file read and drops the entry if it is corrupt.
+   */
+  | { kind: 'file'; path: string; open(range: ByteRange | null): Readable };
 
 export interface CacheHit {
   meta: CacheMeta;
@@ -44,7 +49,9 @@ export interface TierStats {
 
 /** Streams a large body into a tier while it is also streaming to clients (disk). */
 export interface TierWriter {
-  /** Resolves when the chunk is handed to the file (respecting its backpressure). */
+  /** The temporary file being written: readable up to what `write()` has resolved for. */
+  readonly path: string;
+  /** Resolves once the chunk is in the file (so a reader of `path` can read it). */
   write(chunk: Buffer): Promise<void>;
   /**
    * Makes the entry visible atomically — only when the byte count equals `meta.size` and the body's

@@ -65,10 +65,9 @@ const server = obj('The HTTP listener, request limits and shutdown.', {
   }),
   coalescing: obj('Concurrent misses for one object share one upstream request.', {
     enabled: bool('Coalesce concurrent misses.', { default: true }),
-    strategy: oneOf(
-      ['wait_for_complete', 'streaming'],
-      'Both stream bytes to every waiting client as they arrive; the name is kept for Yatagarasu compatibility.',
-      { default: 'wait_for_complete' },
+    strategy: ignored(
+      'Yatagarasu coalescing strategy.',
+      'Karasu always streams bytes to every waiting client as they arrive (Yatagarasu wires only `streaming` too)',
     ),
   }),
   threads: ignored('Yatagarasu worker thread count.', 'Karasu runs one event loop per process'),

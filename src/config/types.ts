@@ -23,7 +23,8 @@ export interface ServerConfig {
   trusted_proxies: string[];
   /** Seconds in-flight requests get to finish on SIGTERM (ours). */
   shutdown_timeout_seconds: number;
-  coalescing: { enabled: boolean; strategy: 'wait_for_complete' | 'streaming' };
+  /** Concurrent misses for one object share one upstream request. */
+  coalescing: { enabled: boolean };
 }
 
 export interface SecurityLimits {

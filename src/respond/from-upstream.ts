@@ -87,11 +87,21 @@ export async function serveFromUpstream(ctx: RequestContext): Promise<void> {
     return sendRange(ctx, response, headers, wanted, size, request, timeoutMs);
   }
   if (response.status === 206) {
-    // If-Range failed (or the size is unknown): the client gets the whole representation.
+    // If-Range failed, or the backend's Content-Range was unreadable: fetch the whole representation
+    // and decide again on it (a readable size may still make the range unsatisfiable, e.g. 0 bytes).
     response.body?.destroy();
     response = await bucket.upstream.send({ ...request, range: undefined }, timeoutMs);
     note(ctx, response);
     if (response.status !== 200) return sendError(ctx, s3Error(response));
+    const full = representationSize(response);
+    if (spec && full !== null && ifRangeAllows(ctx.req.headers['if-range'] as string | undefined, validators)) {
+      const wanted = resolveRange(spec, full);
+      if (!wanted) {
+        response.body?.destroy();
+        return rangeNotSatisfiable(ctx, full);
+      }
+      return sendRange(ctx, response, objectHeaders(response.headers), wanted, full, request, timeoutMs);
+    }
   }
   return sendWhole(ctx, response, objectHeaders(response.headers));
 }
@@ -106,12 +116,8 @@ async function sendRange(
   timeoutMs: number,
 ): Promise<void> {
   let body = response.body;
-  let cut: Transform | undefined;
-  const got = response.status === 206 ? parseContentRange(response.headers['content-range']) : null;
-  if (response.status === 200 && body) {
-    // The backend ignored Range: cut the requested bytes out of the full body.
-    cut = slice(wanted);
-  } else if (!got || got.start !== wanted.start || got.end !== wanted.end) {
+  let cut = cutFrom(response, wanted);
+  if (cut === null) {
     // The backend sent other bytes than asked for: ask again for exactly these, of this very object.
     response.body?.destroy();
     const again = await ctx.bucket!.upstream.send(
@@ -119,8 +125,8 @@ async function sendRange(
       timeoutMs,
     );
     note(ctx, again);
-    const check = parseContentRange(again.headers['content-range']);
-    if (again.status !== 206 || !check || check.start !== wanted.start || check.end !== wanted.end) {
+    cut = cutFrom(again, wanted);
+    if (cut === null || !again.body) {
       again.body?.destroy();
       throw new HttpError(502, 'BadGateway', 'The storage backend answered the range request inconsistently');
     }
@@ -130,6 +136,20 @@ async function sendRange(
   headers['content-length'] = String(wanted.end - wanted.start + 1);
   headers['accept-ranges'] = 'bytes';
   await sendStream(ctx, 206, headers, body!, cut);
+}
+
+/**
+ * How to get `wanted` out of an upstream answer: nothing to cut (exactly those bytes), a slice (a 200,
+ * or a 206 covering more), or null when the answer does not contain them.
+ */
+function cutFrom(response: UpstreamResponse, wanted: ByteRange): Transform | undefined | null {
+  if (!response.body) return null;
+  if (response.status === 200) return slice(wanted, 0);
+  if (response.status !== 206) return null;
+  const got = parseContentRange(response.headers['content-range']);
+  if (!got || got.start > wanted.start || got.end < wanted.end) return null;
+  if (got.start === wanted.start && got.end === wanted.end) return undefined;
+  return slice(wanted, got.start);
 }
 
 async function sendWhole(ctx: RequestContext, response: UpstreamResponse, headers: Record<string, string>): Promise<void> {
@@ -187,9 +207,9 @@ function note(ctx: RequestContext, response: UpstreamResponse): void {
   ctx.replica = response.replica;
 }
 
-/** Passes through only bytes [start, end] of a stream. */
-function slice(range: ByteRange): Transform {
-  let offset = 0;
+/** Passes through only bytes [start, end] of a stream whose first byte is at `base`. */
+function slice(range: ByteRange, base: number): Transform {
+  let offset = base;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
       const from = Math.max(range.start - offset, 0);

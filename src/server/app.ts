@@ -39,6 +39,9 @@ export interface Karasu {
   startedAt: number;
 }
 
+const PROXY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const SERVED_FROM_CACHE = new Set(['HIT', 'STALE', 'REVALIDATED']);
+
 /** Paths Karasu answers itself; they bypass the concurrency cap so probes work under load. */
 const OWN_PATHS = /^\/(?:health|ready|metrics)(?:$|\?)/;
 
@@ -46,7 +49,9 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
   const { logger } = options;
   const metrics = createMetrics();
   const events = upstreamEvents(metrics, (msg, fields) => logger.warn(fields, msg));
-  const cache: FillContext | null = options.cache ? { cache: options.cache, log: logger, fills: new Map() } : null;
+  const cache: FillContext | null = options.cache
+    ? { cache: options.cache, log: logger, fills: new Map(), coalesce: () => snapshot.config.server.coalescing.enabled }
+    : null;
   if (options.cache) registerCacheMetrics(metrics, options.cache);
   const startShape = cacheShape(config.cache);
   let snapshot = buildSnapshot(config, 1, events, cache !== null, options.clientHooks);
@@ -62,7 +67,8 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
     genReqId: (req) => requestIdFrom(req.headers),
     routerOptions: { maxParamLength: 1 << 20 },
     serverFactory: (handler) => http.createServer({ maxHeaderSize: parserHeaderCap }, handler),
-    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, logger),
+    clientErrorHandler: (err: Error, socket: Socket) =>
+      answerClientError(err as ParserError, socket, logger, snapshot.config.server.security_limits.max_uri_length),
     frameworkErrors: (err, request, reply) => {
       void replyError(reply as FastifyReply, request.id, new HttpError(400, 'BadRequest', err.message));
     },
@@ -103,12 +109,22 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
 
   registerHealthRoutes(karasu);
 
-  app.all('/*', (request, reply) => {
-    reply.hijack();
-    void handleProxy(karasu, request, reply);
-  });
+  app.all(
+    '/*',
+    {
+      // Refused before Fastify would parse a body for methods that carry one (and answer 415).
+      onRequest: (request, reply, done) => {
+        if (PROXY_METHODS.has(request.method)) return done();
+        void replyError(reply, request.id, methodNotAllowed());
+      },
+    },
+    (request, reply) => {
+      reply.hijack();
+      void handleProxy(karasu, request, reply);
+    },
+  );
   app.setNotFoundHandler((request, reply) => {
-    const err = ['GET', 'HEAD', 'OPTIONS'].includes(request.method) ? notFound() : methodNotAllowed();
+    const err = PROXY_METHODS.has(request.method) ? notFound() : methodNotAllowed();
     void replyError(reply, request.id, err);
   });
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -153,7 +169,12 @@ function finish(karasu: Karasu, ctx: RequestContext): void {
   const seconds = (performance.now() - ctx.startedAt) / 1000;
   karasu.metrics.requests.inc({ bucket, method: ctx.method, status });
   karasu.metrics.duration.observe({ bucket }, seconds);
-  if (ctx.bytesSent > 0) karasu.metrics.bytesSent.inc({ bucket }, ctx.bytesSent);
+  if (ctx.bytesSent > 0) {
+    karasu.metrics.bytesSent.inc({ bucket }, ctx.bytesSent);
+    if (karasu.cache && status < 300 && SERVED_FROM_CACHE.has(ctx.cacheStatus!)) {
+      karasu.cache.cache.bucketStats(bucket).bytes_from_cache += ctx.bytesSent;
+    }
+  }
   const complete = ctx.res.writableFinished;
   if (status >= 500 || !complete) {
     karasu.log.warn(requestFields(ctx, status, seconds, complete), complete ? 'request failed' : 'response incomplete');
@@ -179,6 +200,16 @@ function requestFields(ctx: RequestContext, status: number, seconds: number, com
   };
 }
 
+const BAD_REQUEST = [400, 'BadRequest', 'The request could not be parsed'] as const;
+
+/** The parser counts the request line into its header limit: a huge URI is a 414, not a 431. */
+function overflowAnswer(raw: Buffer | undefined, maxUriLength: number): readonly [number, string, string] {
+  const lineEnd = raw ? raw.indexOf('\r\n') : -1;
+  const requestLine = lineEnd === -1 ? (raw?.length ?? 0) : lineEnd;
+  if (lineEnd === -1 || requestLine > maxUriLength) return [414, 'UriTooLong', `The request URI is longer than ${maxUriLength} bytes`];
+  return [431, 'HeadersTooLarge', 'The request headers are too large'];
+}
+
 function replyError(reply: FastifyReply, requestId: string, err: HttpError) {
   if (err.headers) reply.headers(err.headers);
   return reply
@@ -190,15 +221,19 @@ function replyError(reply: FastifyReply, requestId: string, err: HttpError) {
 }
 
 /** Requests Node's parser rejects never reach a handler; they still get a JSON answer and a log line. */
-function answerClientError(err: NodeJS.ErrnoException, socket: Socket, logger: Logger): void {
+type ParserError = NodeJS.ErrnoException & { rawPacket?: Buffer };
+
+function answerClientError(
+  err: ParserError,
+  socket: Socket,
+  logger: Logger,
+  maxUriLength: number,
+): void {
   if (!socket.writable || err.code === 'ECONNRESET') {
     socket.destroy();
     return;
   }
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  const status = tooLarge ? 431 : 400;
-  const code = tooLarge ? 'HeadersTooLarge' : 'BadRequest';
-  const message = tooLarge ? 'The request headers are too large' : 'The request could not be parsed';
+  const [status, code, message] = err.code === 'HPE_HEADER_OVERFLOW' ? overflowAnswer(err.rawPacket, maxUriLength) : BAD_REQUEST;
   const id = requestIdFrom({});
   const body = errorBody(status, code, message, id);
   logger.info({ request_id: id, status, reason: err.code }, 'malformed request');

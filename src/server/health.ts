@@ -44,6 +44,9 @@ export function registerHealthRoutes(karasu: Karasu): void {
     if (!metrics.enabled || metrics.port !== null) {
       return reply.callNotFound();
     }
-    return reply.header('content-type', karasu.metrics.registry.contentType).send(await karasu.metrics.registry.metrics());
+    return reply
+      .header('x-request-id', request.id)
+      .header('content-type', karasu.metrics.registry.contentType)
+      .send(await karasu.metrics.registry.metrics());
   });
 }

@@ -143,7 +143,7 @@ describe('shipped Karasu configs', () => {
     const { config, warnings } = await loadConfigFile(join(root, 'config/examples/full.yaml'), {});
     assert.deepEqual(warnings, []);
     assert.deepEqual(config.server.trusted_proxies, ['10.0.0.0/8', '192.168.1.10', 'fd00::/8']);
-    assert.deepEqual(config.server.coalescing, { enabled: true, strategy: 'streaming' });
+    assert.deepEqual(config.server.coalescing, { enabled: true });
     const [assets, products] = config.buckets;
     assert.equal(assets.s3.connect_timeout, 3);
     assert.equal(assets.s3.idle_timeout, 30);
@@ -437,7 +437,7 @@ describe('server', () => {
       security_limits: { max_body_size: 10485760, max_header_size: 65536, max_uri_length: 8192 },
       trusted_proxies: [],
       shutdown_timeout_seconds: 30,
-      coalescing: { enabled: true, strategy: 'wait_for_complete' },
+      coalescing: { enabled: true },
     });
     assert.equal(config.source, null);
   });
@@ -485,10 +485,13 @@ describe('server', () => {
     assert.deepEqual(warningsOf(`server:\n  rate_limit: {enabled: false, global: {requests_per_second: 5}}\n${BUCKETS}`), []);
   });
 
-  it('validates coalescing strategy and ranges', () => {
-    assertErrors(`server:\n  coalescing: {strategy: eager}\n  request_timeout: 0\n${BUCKETS}`, [
-      { path: 'server.coalescing.strategy', line: 2, column: 26, message: /must be one of `wait_for_complete`, `streaming`/ },
-      { path: 'server.request_timeout', line: 3, column: 20, message: /must be greater than 0/ },
+  it('warns that the coalescing strategy has no effect, and validates ranges', () => {
+    const warnings = warningsOf(`server:\n  coalescing: {strategy: wait_for_complete}\n${BUCKETS}`);
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0].path, 'server.coalescing.strategy');
+    assert.match(warnings[0].message, /always streams/);
+    assertErrors(`server:\n  request_timeout: 0\n${BUCKETS}`, [
+      { path: 'server.request_timeout', line: 2, column: 20, message: /must be greater than 0/ },
     ]);
   });
 });

@@ -49,12 +49,23 @@ interface Entry {
   touchedAt: number;
   /** Found corrupt; stays in the index until the serialized drop runs, but is never served. */
   dead: boolean;
+  /**
+   * The body's hash is known good in this process: hashed while it was written here, or checked in
+   * full once after a restart. Unverified large bodies are checked before their first serve.
+   */
+  verified: boolean;
 }
 
 interface MetaFile {
   v: number;
   body: string;
   meta: CacheMeta;
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }
 
 const sha256Hex = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -124,13 +135,22 @@ export class DiskTier implements CacheTier {
         }
         return { meta, body: { kind: 'buffer', data } };
       }
-      // Large bodies are hashed by whoever streams them (verifyingReadStream); the size is cheap to check.
+      // Large bodies are hashed as they stream (verifyingReadStream); the size is cheap to check. One
+      // found on disk at start-up is hashed in full once first, so a file damaged while Karasu was down
+      // is refetched for the very request that finds it rather than cut short.
       const st = await stat(path);
       if (st.size !== e.meta.size) {
         this.dropCorrupt(e, 'size mismatch');
         return null;
       }
-      return { meta, body: { kind: 'file', path } };
+      if (!e.verified) {
+        if ((await hashFile(path)) !== e.meta.sha256) {
+          this.dropCorrupt(e, 'checksum mismatch');
+          return null;
+        }
+        e.verified = true;
+      }
+      return { meta, body: { kind: 'file', path, open: (range) => this.createReadStream(meta, path, range) } };
     } catch (err) {
       // A commit or purge that replaced the entry meanwhile removed the file: an ordinary miss.
       if (isNotFound(err) && this.index.get(key) !== e) return null;
@@ -225,7 +245,7 @@ export class DiskTier implements CacheTier {
         this.bytes -= old.meta.size;
         await this.unlinkQuiet(this.bodyPath(old));
       }
-      this.index.set(meta.key, { meta, hash, body, touchedAt: Date.now(), dead: false });
+      this.index.set(meta.key, { meta, hash, body, touchedAt: Date.now(), dead: false, verified: true });
       this.bytes += meta.size;
       return true;
     });
@@ -434,7 +454,7 @@ export class DiskTier implements CacheTier {
       if (meta.size > this.maxItemSize) return null;
       const bodyStat = await stat(join(dir, file.body));
       if (bodyStat.size !== meta.size) return null;
-      return { meta, hash, body: file.body, touchedAt: bodyStat.mtimeMs, dead: false };
+      return { meta, hash, body: file.body, touchedAt: bodyStat.mtimeMs, dead: false, verified: false };
     } catch (err) {
       if (!(err instanceof SyntaxError) && !isNotFound(err)) this.fail(err, 'disk cache: reading an entry at start-up failed');
       return null;
@@ -444,6 +464,7 @@ export class DiskTier implements CacheTier {
 
 /** Streams a body into tmp/, hashing as it goes; commit() moves it into place only if it checks out. */
 class DiskWriter implements TierWriter {
+  readonly path: string;
   private readonly stream: WriteStream;
   private readonly sha256: Hash = createHash('sha256');
   private readonly md5: Hash = createHash('md5');
@@ -456,6 +477,7 @@ class DiskWriter implements TierWriter {
     private readonly key: string,
     private readonly tmpPath: string,
   ) {
+    this.path = tmpPath;
     this.stream = createWriteStream(tmpPath);
     this.stream.on('error', (err) => {
       if (this.state === 'open' || this.state === 'committing') this.tier.fail(err, 'disk cache write failed', key);
@@ -472,16 +494,10 @@ class DiskWriter implements TierWriter {
     }
     this.sha256.update(chunk);
     this.md5.update(chunk);
-    if (this.stream.write(chunk)) return Promise.resolve();
-    // 'close' too: a stream that fails while full never drains, and the caller must not hang on it.
+    // The write callback runs once the bytes are in the file (readers may tail it), or with the error
+    // that also fails the stream: either way the caller must not hang on it.
     return new Promise((resolve) => {
-      const done = (): void => {
-        this.stream.off('drain', done);
-        this.stream.off('close', done);
-        resolve();
-      };
-      this.stream.on('drain', done);
-      this.stream.on('close', done);
+      this.stream.write(chunk, () => resolve());
     });
   }
 
