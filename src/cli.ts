@@ -116,18 +116,18 @@ function handleSignals(running: RunningKarasu, logger: Logger, reload: () => Pro
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
-    reload().then(
-      (loaded) => {
+    void (async () => {
+      try {
+        const loaded = await reload();
         logWarnings(logger, loaded);
-        const { needsRestart } = running.karasu.reload(loaded.config);
+        const { needsRestart } = await running.karasu.reload(loaded.config);
         running.karasu.metrics.reloads.inc({ result: 'success' });
         logger.info({ generation: running.karasu.current().generation, needs_restart: needsRestart }, 'configuration reloaded');
-      },
-      (err) => {
+      } catch (err) {
         running.karasu.metrics.reloads.inc({ result: 'failure' });
         logger.error({ err: err instanceof ConfigError ? err.message : err }, 'reload failed; keeping the running configuration');
-      },
-    );
+      }
+    })();
   });
 }
 

@@ -27,13 +27,14 @@ export interface Snapshot {
   retired: boolean;
 }
 
-export function buildSnapshot(
+/** Async: building may read files or fetch key sets before the snapshot can serve. */
+export async function buildSnapshot(
   config: KarasuConfig,
   generation: number,
   events: UpstreamEvents,
   cacheRunning: boolean,
   hooks?: ClientTestHooks,
-): Snapshot {
+): Promise<Snapshot> {
   const buckets = new Map<string, BucketRuntime>();
   for (const bucket of config.buckets) {
     buckets.set(bucket.name, {

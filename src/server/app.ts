@@ -32,8 +32,11 @@ export interface Karasu {
   readonly cache: FillContext | null;
   /** The snapshot new requests start on. */
   current(): Snapshot;
-  /** Swaps in a new, already validated configuration. Returns what could not change without a restart. */
-  reload(config: KarasuConfig): { needsRestart: string[] };
+  /**
+   * Builds a snapshot from a validated configuration and swaps it in at once; requests in flight finish
+   * on the one they started with. Reloads run one at a time. Resolves with what needs a restart.
+   */
+  reload(config: KarasuConfig): Promise<{ needsRestart: string[] }>;
   draining: boolean;
   inflight: number;
   startedAt: number;
@@ -45,7 +48,7 @@ const SERVED_FROM_CACHE = new Set(['HIT', 'STALE', 'REVALIDATED']);
 /** Paths Karasu answers itself; they bypass the concurrency cap so probes work under load. */
 const OWN_PATHS = /^\/(?:health|ready|metrics)(?:$|\?)/;
 
-export function createKarasu(config: KarasuConfig, options: KarasuOptions): Karasu {
+export async function createKarasu(config: KarasuConfig, options: KarasuOptions): Promise<Karasu> {
   const { logger } = options;
   const metrics = createMetrics();
   const events = upstreamEvents(metrics, (msg, fields) => logger.warn(fields, msg));
@@ -54,7 +57,8 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
     : null;
   if (options.cache) registerCacheMetrics(metrics, options.cache);
   const startShape = cacheShape(config.cache);
-  let snapshot = buildSnapshot(config, 1, events, cache !== null, options.clientHooks);
+  let snapshot = await buildSnapshot(config, 1, events, cache !== null, options.clientHooks);
+  let reloading: Promise<unknown> = Promise.resolve();
   metrics.generation.set(1);
   // Node's parser gives up above this; the configured (reloadable) limits are checked below it.
   const parserHeaderCap = config.server.security_limits.max_header_size + config.server.security_limits.max_uri_length + 1024;
@@ -81,18 +85,23 @@ export function createKarasu(config: KarasuConfig, options: KarasuOptions): Kara
     cache,
     current: () => snapshot,
     reload(next) {
-      const previous = snapshot;
-      const needsRestart: string[] = [];
-      const before = previous.config.server;
-      if (before.address !== next.server.address || before.port !== next.server.port) needsRestart.push('server.address/server.port');
-      if (next.server.security_limits.max_header_size + next.server.security_limits.max_uri_length + 1024 > parserHeaderCap) {
-        needsRestart.push('server.security_limits (raised above the start-up header cap)');
-      }
-      if (cacheShape(next.cache) !== startShape) needsRestart.push('cache (tiers, sizes, Redis)');
-      snapshot = buildSnapshot(next, previous.generation + 1, events, cache !== null, options.clientHooks);
-      metrics.generation.set(snapshot.generation);
-      retireSnapshot(previous);
-      return { needsRestart };
+      const run = reloading.then(async () => {
+        const previous = snapshot;
+        const needsRestart: string[] = [];
+        const before = previous.config.server;
+        if (before.address !== next.server.address || before.port !== next.server.port) needsRestart.push('server.address/server.port');
+        if (next.server.security_limits.max_header_size + next.server.security_limits.max_uri_length + 1024 > parserHeaderCap) {
+          needsRestart.push('server.security_limits (raised above the start-up header cap)');
+        }
+        if (cacheShape(next.cache) !== startShape) needsRestart.push('cache (tiers, sizes, Redis)');
+        const built = await buildSnapshot(next, previous.generation + 1, events, cache !== null, options.clientHooks);
+        snapshot = built;
+        metrics.generation.set(built.generation);
+        retireSnapshot(previous);
+        return { needsRestart };
+      });
+      reloading = run.catch(() => {});
+      return run;
     },
     draining: false,
     inflight: 0,

@@ -16,7 +16,7 @@ export interface RunningKarasu {
 
 export async function startKarasu(config: KarasuConfig, options: Omit<KarasuOptions, 'cache'>): Promise<RunningKarasu> {
   const cache = await createCache(config.cache, options.logger);
-  const karasu = createKarasu(config, { ...options, cache });
+  const karasu = await createKarasu(config, { ...options, cache });
   const { app } = karasu;
   await app.listen({ host: config.server.address, port: config.server.port });
   const address = app.server.address() as AddressInfo;
