@@ -30,12 +30,14 @@ export function buildRouter<T>(routes: ReadonlyArray<readonly [prefix: string, t
 
   return {
     match(pathname) {
-      // Checked on the whole path, before routing: `/../bucket/x` is a traversal attempt (400), not
-      // merely an unknown prefix (404).
-      assertSafeKey(decodePath(pathname));
+      // The whole path is checked before routing: `/../bucket/x` is a traversal attempt (400), not
+      // merely an unknown prefix (404). A decoded path is safe exactly when every part of it is, so
+      // the key needs no second check.
+      const plain = !pathname.includes('%');
+      assertSafe(plain ? pathname : decodePath(pathname));
       const found = find(pathname);
       if (!found) throw notFound();
-      const key = decodeKey(found.rest);
+      const key = plain ? found.rest : decodePath(found.rest);
       if (key === '') throw notFound('The path names a bucket prefix but no object key');
       return { target: found.target, key };
     },
@@ -50,16 +52,10 @@ function decodePath(raw: string): string {
   }
 }
 
-function decodeKey(raw: string): string {
-  const key = decodePath(raw);
-  assertSafeKey(key);
-  return key;
-}
+const DOT_DOT_SEGMENT = /(?:^|[/\\])\.\.(?:[/\\]|$)/;
 
 /** Rejects what could escape the prefix or confuse a backend: NUL bytes and `..` segments. */
-function assertSafeKey(key: string): void {
-  if (key.includes('\0')) throw badRequest('The path contains a NUL byte');
-  for (const segment of key.split(/[/\\]/)) {
-    if (segment === '..') throw badRequest('The path contains a `..` segment');
-  }
+function assertSafe(path: string): void {
+  if (path.includes('\0')) throw badRequest('The path contains a NUL byte');
+  if (path.includes('..') && DOT_DOT_SEGMENT.test(path)) throw badRequest('The path contains a `..` segment');
 }
