@@ -54,11 +54,14 @@ export function isStorable(directives: ResponseDirectives): boolean {
   return !directives.noStore && !directives.private;
 }
 
-/** How long a stored response stays fresh: s-maxage, max-age, Expires, else the configured TTL. */
+/** How long a stored response stays fresh (RFC 9111 §4.2.1): s-maxage, max-age, Expires, else the configured TTL. */
 export function freshnessMs(directives: ResponseDirectives, headers: Record<string, string>, policy: CachePolicy, now: number): number {
   if (directives.noCache) return 0;
   if (directives.maxAge !== null) return directives.maxAge * 1000;
-  const expires = headers.expires ? Date.parse(headers.expires) : NaN;
-  if (!Number.isNaN(expires)) return Math.max(0, expires - now);
+  if (headers.expires !== undefined) {
+    // An Expires that is not a valid date (e.g. "0") means "already expired" (RFC 9111 §5.3).
+    const expires = Date.parse(headers.expires);
+    return Number.isNaN(expires) ? 0 : Math.max(0, expires - now);
+  }
   return policy.defaultTtlMs;
 }
