@@ -27,7 +27,7 @@ function y(strings: TemplateStringsArray, ...values: unknown[]): string {
   return lines
     .map((l) => l.slice(indent))
     .join('\n')
-    .replace(/\u0000/g, () => String(values[i++]));
+    .replaceAll("\u0000", () => String(values[i++]));
 }
 
 /** A valid bucket list, appended after the part under test so that its lines come first. */
