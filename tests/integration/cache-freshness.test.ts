@@ -6,10 +6,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
+import { startFaultyServer } from '../helpers/faulty.js';
 import { startS3, type S3Handle } from '../helpers/s3.js';
+import { loadConfigText } from '../../src/config/load.js';
 import type { KarasuUnderTest } from '../helpers/karasu.js';
 import {
   body,
+  cacheYaml,
   get,
   getOk,
   sleep,
@@ -221,6 +224,35 @@ test('stale-if-error: S3 down → the stale copy is served; without the window �
   down = false;
   const back = await getOk(withWindow, '/f/c.bin', A);
   assert.equal(back.xcache, 'REVALIDATED');
+});
+
+test('stale-if-error: S3 answering 5xx or timing out → the stale copy is served', async (t) => {
+  const cacheOpts: CacheOpts = { layers: ['memory'], sie: 60 };
+  const k = await karasu(t, cacheOpts, [bucket({ cache: { ttl_seconds: 1 } })]);
+  await getOk(k, '/f/c.bin', A);
+  await expire(k, 'fresh', 'c.bin');
+  // The cache survives a reload; the bucket now points at a misbehaving backend.
+  const moveTo = async (endpoint: string, s3Extra: Record<string, unknown> = {}) => {
+    const yaml = cacheYaml(cacheOpts, [bucket({ endpoint, cache: { ttl_seconds: 1 }, s3: s3Extra })]);
+    const { config } = loadConfigText(yaml, 'reload.yaml', { KARASU_TEST_PORT: String(k.port) });
+    await k.karasu.reload(config);
+  };
+  const failing = await startFaultyServer('status', { status: 503 });
+  t.after(() => failing.stop());
+  await moveTo(failing.url);
+  const on5xx = await getOk(k, '/f/c.bin', A);
+  assert.equal(on5xx.xcache, 'STALE');
+  assert.match(on5xx.cacheStatus, /fwd-status=5\d\d/);
+  assert.ok(failing.requests >= 1, 'S3 was asked');
+
+  const stalled = await startFaultyServer('stall-headers');
+  t.after(() => stalled.stop());
+  await moveTo(stalled.url, { timeout: 0.3, connect_timeout_seconds: 0.3 });
+  const t0 = Date.now();
+  const onTimeout = await getOk(k, '/f/c.bin', A);
+  assert.equal(onTimeout.xcache, 'STALE');
+  assert.match(onTimeout.cacheStatus, /fwd-status=504/);
+  assert.ok(Date.now() - t0 < 3000, 'served once the upstream timeout fired');
 });
 
 test('soft purge (markStale) → REVALIDATED with zero body bytes; hard purge → MISS; purgeKey → MISS', async (t) => {

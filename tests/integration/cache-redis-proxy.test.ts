@@ -85,6 +85,16 @@ test('redis tier only: MISS, then HIT with detail=redis; the entry is in Redis u
   assert.equal(relay.stats().gets, 1);
   const ttl = await r.raw.pttl((await r.raw.keys('kt:*'))[0]);
   assert.ok(ttl > 0, 'entries carry a TTL');
+  // Soft purge in Redis: revalidated with a 304, the body is not moved again.
+  relay.reset();
+  assert.equal(await k.karasu.cache!.cache.markStale({ bucket: 'rb' }), 1);
+  const soft = await getOk(k, '/r/o0.bin', OBJ[0]);
+  assert.equal(soft.xcache, 'REVALIDATED');
+  assert.equal(relay.stats().bodyBytes, 0);
+  const again = await getOk(k, '/r/o0.bin', OBJ[0]);
+  assert.equal(again.xcache, 'HIT', 'the 304 refreshed the entry in Redis');
+  assert.equal(again.detail, 'redis');
+  assert.equal(relay.stats().gets, 1);
 });
 
 test('memory+redis: HIT from memory; a second instance on the same Redis gets detail=redis, then memory', async (t) => {
