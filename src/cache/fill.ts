@@ -82,6 +82,8 @@ async function runFill(
   timeoutMs: number,
   spoolDone: () => void,
 ): Promise<FillOutcome> {
+  // Captured before the request: a purge while it is under way means its body must not be stored.
+  const epoch = fc.cache.epoch;
   const controller = new AbortController();
   const response = await bucket.upstream.send(
     {
@@ -131,13 +133,13 @@ async function runFill(
 
   if (Number.isSafeInteger(size) && size <= Math.max(fc.cache.bufferLimit, MIN_SPOOL_BYTES)) {
     const spool = new Spool(size);
-    spoolBody(fc, key, response, rep, spool, meta, spoolDone);
+    spoolBody(fc, key, response, rep, spool, (sha256) => fc.cache.store(meta(sha256), spool.body(), epoch), spoolDone);
     return { kind: 'spool', rep, spool };
   }
   const writer = rep.storable ? fc.cache.streamingWriter(key, size) : null;
   if (writer) {
     const spool = new FileSpool(writer, size);
-    void fileSpoolBody(fc, key, response, rep, spool, writer, meta, spoolDone);
+    void fileSpoolBody(fc, key, response, rep, spool, (sha256, md5) => fc.cache.commit(writer, meta(sha256), md5, epoch), writer, spoolDone);
     return { kind: 'spool', rep, spool };
   }
   let claimed = false;
@@ -154,7 +156,7 @@ function spoolBody(
   response: UpstreamResponse,
   rep: Representation,
   spool: Spool,
-  meta: (sha256: string) => CacheMeta,
+  store: (sha256: string) => Promise<void>,
   done: () => void,
 ): void {
   const body = response.body!;
@@ -182,7 +184,7 @@ function spoolBody(
       done();
       return;
     }
-    fc.cache.store(meta(integrity.sha256()), spool.body()).finally(done);
+    store(integrity.sha256()).finally(done);
   });
 }
 
@@ -193,8 +195,8 @@ async function fileSpoolBody(
   response: UpstreamResponse,
   rep: Representation,
   spool: FileSpool,
+  commit: (sha256: string, md5: string | undefined) => Promise<boolean>,
   writer: TierWriter,
-  meta: (sha256: string) => CacheMeta,
   done: () => void,
 ): Promise<void> {
   const integrity = new Integrity(rep.etag);
@@ -206,8 +208,8 @@ async function fileSpoolBody(
     const problem = integrity.check(spool.received, rep.size);
     if (problem) throw new Error(problem);
     spool.finish();
-    if (!(await writer.commit(meta(integrity.sha256()), integrity.md5Expected))) {
-      fc.log.warn({ key }, 'disk tier refused a completed body; not cached');
+    if (!(await commit(integrity.sha256(), integrity.md5Expected))) {
+      fc.log.info({ key }, 'completed body not committed (refused by the disk tier, or purged meanwhile)');
     }
   } catch (err) {
     writer.abort();

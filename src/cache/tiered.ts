@@ -34,6 +34,13 @@ interface TierCounters {
 export class TieredCache {
   private readonly tierCounters = new Map<CacheLayer, TierCounters>();
   private readonly buckets = new Map<string, BucketCacheStats>();
+  /**
+   * Bumped by every purge. A body fetched (or a hit read) before a purge must not be written after it:
+   * writers capture the epoch first and drop their write when it has moved, and a purge waits for the
+   * writes already under way, so nothing it removed can reappear.
+   */
+  private purgeEpoch = 0;
+  private readonly pendingWrites = new Set<Promise<unknown>>();
 
   constructor(
     readonly tiers: readonly CacheTier[],
@@ -68,18 +75,42 @@ export class TieredCache {
       }
       counters.hits++;
       counters.bytes_served += hit.meta.size;
-      if (i > 0) setImmediate(() => void this.promote(hit!, i));
+      if (i > 0) {
+        const epoch = this.purgeEpoch;
+        setImmediate(() => this.track(this.promote(hit!, i, epoch)));
+      }
       return { hit, tier };
     }
     return null;
   }
 
-  /** Stores a complete body in every tier it fits: the first tier before returning, the rest after. */
-  async store(meta: CacheMeta, body: Buffer): Promise<void> {
+  /** The purge epoch to capture before fetching a body that will be stored. */
+  get epoch(): number {
+    return this.purgeEpoch;
+  }
+
+  /**
+   * Stores a complete body in every tier it fits: the first tier before returning, the rest after.
+   * Nothing is stored if a purge ran since `epoch` was captured.
+   */
+  async store(meta: CacheMeta, body: Buffer, epoch: number): Promise<void> {
+    if (epoch !== this.purgeEpoch) return;
     const targets = this.tiers.filter((tier) => tier.available && meta.size <= tier.maxItemSize);
     if (targets.length === 0) return;
-    await this.safely(targets[0], 'write', () => targets[0].set(meta, body));
-    for (const tier of targets.slice(1)) void this.safely(tier, 'write', () => tier.set(meta, body));
+    await this.track(this.safely(targets[0], 'write', () => targets[0].set(meta, body)));
+    for (const tier of targets.slice(1)) {
+      if (epoch !== this.purgeEpoch) return;
+      void this.track(this.safely(tier, 'write', () => tier.set(meta, body)));
+    }
+  }
+
+  /** Commits a streamed body (see TierWriter.commit), unless a purge ran since `epoch`. */
+  async commit(writer: TierWriter, meta: CacheMeta, md5: string | undefined, epoch: number): Promise<boolean> {
+    if (epoch !== this.purgeEpoch) {
+      writer.abort();
+      return false;
+    }
+    return this.track(writer.commit(meta, md5));
   }
 
   /** A tier that can take a body too large to hold in memory while it streams (disk). */
@@ -93,18 +124,21 @@ export class TieredCache {
   }
 
   async purge(filter: PurgeFilter): Promise<number> {
+    await this.settleWrites();
     const counts = await Promise.all(this.tiers.map((tier) => this.safely(tier, 'purge', () => tier.purge(filter))));
     void this.bus?.publish({ op: 'purge', filter });
     return Math.max(0, ...counts.map((c) => c ?? 0));
   }
 
   async purgeKey(key: string): Promise<boolean> {
+    await this.settleWrites();
     const results = await Promise.all(this.tiers.map((tier) => this.safely(tier, 'delete', () => tier.delete(key))));
     void this.bus?.publish({ op: 'purge', filter: {}, key });
     return results.some(Boolean);
   }
 
   async markStale(filter: PurgeFilter): Promise<number> {
+    await this.settleWrites();
     const counts = await Promise.all(this.tiers.map((tier) => this.safely(tier, 'mark stale', () => tier.markStale(filter))));
     void this.bus?.publish({ op: 'stale', filter });
     return Math.max(0, ...counts.map((c) => c ?? 0));
@@ -139,21 +173,38 @@ export class TieredCache {
     await Promise.all(this.tiers.map((tier) => tier.close()));
   }
 
-  private async promote(hit: CacheHit, foundAt: number): Promise<void> {
+  private async promote(hit: CacheHit, foundAt: number, epoch: number): Promise<void> {
+    if (epoch !== this.purgeEpoch) return;
     const upper = this.tiers.slice(0, foundAt).filter((tier) => tier.available && hit.meta.size <= tier.maxItemSize);
     if (upper.length === 0) return;
     const body = hit.body.kind === 'buffer' ? hit.body.data : await readFile(hit.body.path).catch(() => null);
     if (!body || body.length !== hit.meta.size) return;
-    for (const tier of upper) await this.safely(tier, 'promote', () => tier.set(hit.meta, body));
+    for (const tier of upper) {
+      if (epoch !== this.purgeEpoch) return;
+      await this.safely(tier, 'promote', () => tier.set(hit.meta, body));
+    }
   }
 
   /** Another instance purged: apply it to this instance's own tiers, without publishing again. */
   private async applyRemote(message: PurgeMessage): Promise<void> {
+    await this.settleWrites();
     const local = this.tiers.filter((tier) => tier.name !== 'redis');
     if (message.key !== undefined) await Promise.all(local.map((tier) => tier.delete(message.key!)));
     else if (message.op === 'stale') await Promise.all(local.map((tier) => tier.markStale(message.filter)));
     else await Promise.all(local.map((tier) => tier.purge(message.filter)));
     this.log.info({ op: message.op, filter: message.filter, key: message.key }, 'applied purge from another instance');
+  }
+
+  private track<T>(write: Promise<T>): Promise<T> {
+    this.pendingWrites.add(write);
+    void write.finally(() => this.pendingWrites.delete(write));
+    return write;
+  }
+
+  /** Starts a new epoch and waits for the writes of the old one. */
+  private async settleWrites(): Promise<void> {
+    this.purgeEpoch++;
+    await Promise.allSettled([...this.pendingWrites]);
   }
 
   private async safely<T>(tier: CacheTier, what: string, op: () => Promise<T>): Promise<T | null> {

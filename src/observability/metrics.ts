@@ -90,50 +90,57 @@ interface CacheStatsSource {
  */
 export function registerCacheMetrics(metrics: Metrics, cache: CacheStatsSource): void {
   const { registry } = metrics;
-  const tierGauge = (name: string, help: string, pick: (t: ReturnType<CacheStatsSource['stats']>['tiers'][string]) => number) =>
-    new client.Gauge({
-      name,
-      help,
-      labelNames: ['tier'] as const,
-      registers: [registry],
-      collect() {
-        for (const [tier, stats] of Object.entries(cache.stats().tiers)) this.set({ tier }, pick(stats));
-      },
-    });
-  tierGauge('karasu_cache_entries', 'Entries held, by tier', (t) => t.entries);
-  tierGauge('karasu_cache_bytes', 'Body bytes held, by tier', (t) => t.bytes);
-  tierGauge('karasu_cache_max_bytes', 'Configured byte budget, by tier (0: bounded elsewhere)', (t) => t.maxBytes);
-  tierGauge('karasu_cache_evictions_total', 'Entries evicted to stay within the budget, by tier', (t) => t.evictions);
-  tierGauge('karasu_cache_corrupt_total', 'Entries found corrupt on read and dropped, by tier', (t) => t.corrupt);
-  tierGauge('karasu_cache_errors_total', 'Tier operations that failed or timed out, by tier', (t) => t.errors);
-  tierGauge('karasu_cache_tier_hits_total', 'Lookups answered by this tier', (t) => t.hits);
-  tierGauge('karasu_cache_tier_misses_total', 'Lookups this tier could not answer', (t) => t.misses);
-  tierGauge('karasu_cache_tier_available', 'Whether the tier is usable now (Redis connected)', (t) => (t.available ? 1 : 0));
+  type Tier = ReturnType<CacheStatsSource['stats']>['tiers'][string];
+  type Bucket = ReturnType<CacheStatsSource['stats']>['buckets'][string];
+  const perTier = (pick: (t: Tier) => number) => () =>
+    Object.entries(cache.stats().tiers).map(([tier, stats]) => [{ tier }, pick(stats)] as const);
+
+  tierGauge(registry, 'karasu_cache_entries', 'Entries held, by tier', perTier((t) => t.entries));
+  tierGauge(registry, 'karasu_cache_bytes', 'Body bytes held, by tier', perTier((t) => t.bytes));
+  tierGauge(registry, 'karasu_cache_max_bytes', 'Configured byte budget, by tier (0: bounded elsewhere)', perTier((t) => t.maxBytes));
+  tierGauge(registry, 'karasu_cache_tier_available', 'Whether the tier is usable now (Redis connected)', perTier((t) => (t.available ? 1 : 0)));
+  mirroredCounter(registry, 'karasu_cache_evictions_total', 'Entries evicted to stay within the budget, by tier', ['tier'], perTier((t) => t.evictions));
+  mirroredCounter(registry, 'karasu_cache_corrupt_total', 'Entries found corrupt on read and dropped, by tier', ['tier'], perTier((t) => t.corrupt));
+  mirroredCounter(registry, 'karasu_cache_errors_total', 'Tier operations that failed or timed out, by tier', ['tier'], perTier((t) => t.errors));
+  mirroredCounter(registry, 'karasu_cache_tier_hits_total', 'Lookups answered by this tier', ['tier'], perTier((t) => t.hits));
+  mirroredCounter(registry, 'karasu_cache_tier_misses_total', 'Lookups this tier could not answer', ['tier'], perTier((t) => t.misses));
+
+  const results: Array<[string, keyof Bucket]> = [['hit', 'hits'], ['miss', 'misses'], ['stale', 'stale'], ['revalidated', 'revalidated'], ['bypass', 'bypass']];
+  mirroredCounter(registry, 'karasu_cache_requests_total', 'Cached-bucket requests by bucket and result (hit, miss, stale, revalidated, bypass)', ['bucket', 'result'], () =>
+    Object.entries(cache.stats().buckets).flatMap(([bucket, s]) => results.map(([result, field]) => [{ bucket, result }, s[field]] as const)),
+  );
+  mirroredCounter(registry, 'karasu_cache_bytes_total', 'Body bytes by bucket and source: served from cache, or fetched from S3', ['bucket', 'source'], () =>
+    Object.entries(cache.stats().buckets).flatMap(([bucket, s]) => [
+      [{ bucket, source: 'cache' }, s.bytes_from_cache] as const,
+      [{ bucket, source: 's3' }, s.bytes_from_s3] as const,
+    ]),
+  );
+}
+
+type Samples = () => ReadonlyArray<readonly [Record<string, string>, number]>;
+
+function tierGauge(registry: client.Registry, name: string, help: string, samples: Samples): void {
   new client.Gauge({
-    name: 'karasu_cache_requests_total',
-    help: 'Cached-bucket requests by bucket and result (hit, miss, stale, revalidated, bypass)',
-    labelNames: ['bucket', 'result'] as const,
+    name,
+    help,
+    labelNames: ['tier'],
     registers: [registry],
     collect() {
-      for (const [bucket, s] of Object.entries(cache.stats().buckets)) {
-        this.set({ bucket, result: 'hit' }, s.hits);
-        this.set({ bucket, result: 'miss' }, s.misses);
-        this.set({ bucket, result: 'stale' }, s.stale);
-        this.set({ bucket, result: 'revalidated' }, s.revalidated);
-        this.set({ bucket, result: 'bypass' }, s.bypass);
-      }
+      for (const [labels, value] of samples()) this.set(labels, value);
     },
   });
-  new client.Gauge({
-    name: 'karasu_cache_bytes_total',
-    help: 'Body bytes by bucket and source: served from cache, or fetched from S3',
-    labelNames: ['bucket', 'source'] as const,
+}
+
+/** A counter whose values live elsewhere (the tiers' own counters), copied in at scrape time. */
+function mirroredCounter(registry: client.Registry, name: string, help: string, labelNames: string[], samples: Samples): void {
+  new client.Counter({
+    name,
+    help,
+    labelNames,
     registers: [registry],
     collect() {
-      for (const [bucket, s] of Object.entries(cache.stats().buckets)) {
-        this.set({ bucket, source: 'cache' }, s.bytes_from_cache);
-        this.set({ bucket, source: 's3' }, s.bytes_from_s3);
-      }
+      this.reset();
+      for (const [labels, value] of samples()) this.inc(labels, value);
     },
   });
 }
