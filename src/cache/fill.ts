@@ -36,6 +36,21 @@ export interface FillContext {
   coalesce(): boolean;
 }
 
+/** One object to fetch into the cache. */
+export interface FillRequest {
+  /** Cache key (`bucket:objectKey`). */
+  key: string;
+  objectKey: string;
+  bucket: BucketRuntime;
+  policy: CachePolicy;
+  /** The expired entry being revalidated, if any. */
+  stale: CacheHit | null;
+  timeoutMs: number;
+}
+
+/** A fill belongs to no client, so nothing aborts it (its own timeouts still apply). */
+const NO_CLIENT = new AbortController().signal;
+
 /** Smallest spool limit, for a disk-only cache: small objects are buffered, not streamed to a file. */
 const MIN_SPOOL_BYTES = 8 * 1024 * 1024;
 
@@ -43,20 +58,13 @@ const MIN_SPOOL_BYTES = 8 * 1024 * 1024;
  * Joins the fill in progress for `key`, or starts one: exactly one upstream GET per key at a time.
  * A fill is independent of any one client: it is not aborted when the client that started it leaves.
  */
-export function joinOrStartFill(
-  fc: FillContext,
-  key: string,
-  objectKey: string,
-  bucket: BucketRuntime,
-  policy: CachePolicy,
-  stale: CacheHit | null,
-  timeoutMs: number,
-): { outcome: Promise<FillOutcome>; joined: boolean } {
+export function joinOrStartFill(fc: FillContext, request: FillRequest): { outcome: Promise<FillOutcome>; joined: boolean } {
+  const { key } = request;
   const coalesce = fc.coalesce();
   const running = coalesce ? fc.fills.get(key) : undefined;
   if (running) return { outcome: running, joined: true };
   // A spool stays joinable until its body is complete and stored; then the entry takes over.
-  const outcome: Promise<FillOutcome> = runFill(fc, key, objectKey, bucket, policy, stale, timeoutMs, () => forget(fc, key, outcome));
+  const outcome: Promise<FillOutcome> = runFill(fc, request, () => forget(fc, key, outcome));
   if (!coalesce) return { outcome, joined: false };
   fc.fills.set(key, outcome);
   outcome.then(
@@ -72,28 +80,19 @@ function forget(fc: FillContext, key: string, outcome: Promise<FillOutcome>): vo
   if (fc.fills.get(key) === outcome) fc.fills.delete(key);
 }
 
-async function runFill(
-  fc: FillContext,
-  key: string,
-  objectKey: string,
-  bucket: BucketRuntime,
-  policy: CachePolicy,
-  stale: CacheHit | null,
-  timeoutMs: number,
-  spoolDone: () => void,
-): Promise<FillOutcome> {
+async function runFill(fc: FillContext, request: FillRequest, spoolDone: () => void): Promise<FillOutcome> {
+  const { key, objectKey, bucket, policy, stale } = request;
   // Captured before the request: a purge while it is under way means its body must not be stored.
   const epoch = fc.cache.epoch;
-  const controller = new AbortController();
   const response = await bucket.upstream.send(
     {
       method: 'GET',
       key: objectKey,
       ifNoneMatch: stale?.meta.etag ?? undefined,
       ifModifiedSince: stale && !stale.meta.etag ? stale.meta.lastModified ?? undefined : undefined,
-      signal: controller.signal,
+      signal: NO_CLIENT,
     },
-    timeoutMs,
+    request.timeoutMs,
   );
   const now = Date.now();
   if (response.status === 304 && stale) {

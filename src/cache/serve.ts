@@ -29,7 +29,7 @@ export async function serveWithCache(ctx: RequestContext, fc: FillContext, polic
     }
     if (now < meta.freshUntil + policy.staleWhileRevalidateMs) {
       stats.stale++;
-      const { outcome } = joinOrStartFill(fc, key, ctx.key, bucket, policy, found.hit, timeoutMs);
+      const { outcome } = joinOrStartFill(fc, { key, objectKey: ctx.key, bucket, policy, stale: found.hit, timeoutMs });
       outcome.catch((err) => fc.log.warn({ err, key }, 'background revalidation failed'));
       return serveStored(ctx, found.hit, 'STALE', `karasu; hit; ttl=${-Math.ceil((now - meta.freshUntil) / 1000)}; detail=${found.tier.name}`);
     }
@@ -43,7 +43,7 @@ export async function serveWithCache(ctx: RequestContext, fc: FillContext, polic
     return serveFromUpstream(ctx);
   }
 
-  const { outcome, joined } = joinOrStartFill(fc, key, ctx.key, bucket, policy, found?.hit ?? null, timeoutMs);
+  const { outcome, joined } = joinOrStartFill(fc, { key, objectKey: ctx.key, bucket, policy, stale: found?.hit ?? null, timeoutMs });
   let result: FillOutcome;
   try {
     result = await outcome;
