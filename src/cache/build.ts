@@ -9,7 +9,8 @@ import { MemoryTier } from './tiers/memory.js';
 import { RedisTier } from './tiers/redis.js';
 import type { CacheTier } from './types.js';
 
-const MB = 1024 * 1024;
+/** Sizes are configured in (possibly fractional) MB; tiers count whole bytes. */
+const mb = (value: number): number => Math.floor(value * 1024 * 1024);
 /** Average entry size assumed to size the admission sketch; only its accuracy depends on it. */
 const TYPICAL_ENTRY_BYTES = 32 * 1024;
 
@@ -21,15 +22,15 @@ export async function createCache(config: CacheConfig, log: Logger): Promise<Tie
   const staleKeepSeconds = Math.max(config.stale_while_revalidate_seconds, config.stale_if_error_seconds, config.memory.default_ttl_seconds);
   for (const layer of config.cache_layers) {
     if (layer === 'memory') {
-      const maxBytes = config.memory.max_cache_size_mb * MB;
+      const maxBytes = mb(config.memory.max_cache_size_mb);
       const admission = createAdmission(Math.ceil(maxBytes / TYPICAL_ENTRY_BYTES));
-      tiers.push(new MemoryTier(maxBytes, config.memory.max_item_size_mb * MB, admission));
+      tiers.push(new MemoryTier(maxBytes, mb(config.memory.max_item_size_mb), admission));
     } else if (layer === 'disk') {
       tiers.push(
         await DiskTier.open({
           dir: config.disk.cache_dir,
-          maxBytes: config.disk.max_disk_cache_size_mb * MB,
-          maxItemSize: config.disk.max_item_size_mb * MB,
+          maxBytes: mb(config.disk.max_disk_cache_size_mb),
+          maxItemSize: mb(config.disk.max_item_size_mb),
           log: log.child({ tier: 'disk' }),
         }),
       );
@@ -41,7 +42,7 @@ export async function createCache(config: CacheConfig, log: Logger): Promise<Tie
           ...common,
           keyPrefix: redis.redis_key_prefix,
           ttlSeconds: redis.redis_ttl_seconds,
-          maxItemSize: redis.max_item_size_mb * MB,
+          maxItemSize: mb(redis.max_item_size_mb),
           timeoutMs: redis.timeout_ms,
           staleKeepSeconds,
         }),

@@ -16,7 +16,7 @@ export function cachePolicyFor(bucket: BucketConfig, cache: CacheConfig): CacheP
   if (!enabled || !cache.enabled) return null;
   return {
     defaultTtlMs: (bucket.cache.ttl_seconds ?? cache.memory.default_ttl_seconds) * 1000,
-    maxItemSize: bucket.cache.max_item_size_mb === null ? Number.POSITIVE_INFINITY : bucket.cache.max_item_size_mb * MB,
+    maxItemSize: bucket.cache.max_item_size_mb === null ? Number.POSITIVE_INFINITY : Math.floor(bucket.cache.max_item_size_mb * MB),
     staleWhileRevalidateMs: cache.stale_while_revalidate_seconds * 1000,
     staleIfErrorMs: cache.stale_if_error_seconds * 1000,
   };

@@ -142,3 +142,20 @@ describe('spool', () => {
     await assert.rejects(text(reader), /MD5 mismatch/);
   });
 });
+
+describe('cache construction', () => {
+  it('accepts fractional MB sizes (tiers count whole bytes)', async () => {
+    const { createCache } = await import('../../src/cache/build.js');
+    const { loadConfigText } = await import('../../src/config/load.js');
+    const pino = (await import('pino')).default;
+    const { config } = loadConfigText(
+      'buckets: [{name: b, path_prefix: /b, s3: {bucket: b}}]\ncache: {enabled: true, memory: {max_cache_size_mb: 41.511131, max_item_size_mb: 0.5}}\n',
+      'fractional.yaml',
+      {},
+    );
+    const cache = await createCache(config.cache, pino({ level: 'silent' }));
+    assert.equal(cache!.tiers[0].maxItemSize, 512 * 1024);
+    assert.equal(cache!.stats().tiers.memory.maxBytes, Math.floor(41.511131 * 1024 * 1024));
+    await cache!.close();
+  });
+});
