@@ -58,12 +58,11 @@ export function parseHttpDate(value: string | undefined | null): number | null {
 
 /** RFC 9110 §13.2.2: the order in which preconditions are evaluated for GET/HEAD. */
 export function evaluatePreconditions(h: ConditionalHeaders, v: Validators): PreconditionOutcome {
-  const lastModified = parseHttpDate(v.lastModified);
-
   if (h.ifMatch !== undefined) {
     if (!v.etag || !strongMatch(h.ifMatch, v.etag)) return 'failed';
   } else if (h.ifUnmodifiedSince !== undefined) {
     const since = parseHttpDate(h.ifUnmodifiedSince);
+    const lastModified = parseHttpDate(v.lastModified);
     if (since !== null && lastModified !== null && lastModified > since) return 'failed';
   }
 
@@ -72,6 +71,7 @@ export function evaluatePreconditions(h: ConditionalHeaders, v: Validators): Pre
     if (h.ifNoneMatch.trim() === '*') return 'not-modified';
   } else if (h.ifModifiedSince !== undefined) {
     const since = parseHttpDate(h.ifModifiedSince);
+    const lastModified = parseHttpDate(v.lastModified);
     if (since !== null && lastModified !== null && lastModified <= since) return 'not-modified';
   }
   return 'proceed';

@@ -13,6 +13,8 @@ export interface RequestContext {
   readonly pathname: string;
   bucket: BucketRuntime | null;
   key: string;
+  /** The caller's JWT `sub` once authenticated (null: public bucket, or no `sub`); for the audit log. */
+  user: string | null;
   /** Filled by the responder for logs, metrics and the audit log. */
   /** X-Cache value (HIT, MISS, STALE, REVALIDATED, BYPASS); null when the bucket has no cache. */
   cacheStatus: string | null;
@@ -21,17 +23,27 @@ export interface RequestContext {
   upstreamStatus: number | null;
   replica: string | null;
   bytesSent: number;
-  /** Fires when the client goes away before the response is complete. */
-  readonly aborted: AbortSignal;
+  /** Created on first use (see clientGone): a cache hit never needs one. */
+  abortSignal: AbortSignal | null;
+}
+
+/** A signal that fires when the client goes away before its response is complete. */
+export function clientGone(ctx: RequestContext): AbortSignal {
+  if (ctx.abortSignal) return ctx.abortSignal;
+  const controller = new AbortController();
+  const { res } = ctx;
+  if (res.destroyed && !res.writableFinished) controller.abort();
+  else {
+    res.once('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+  }
+  return (ctx.abortSignal = controller.signal);
 }
 
 export function createContext(req: IncomingMessage, res: ServerResponse, id: string, snapshot: Snapshot): RequestContext {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const controller = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
   return {
     req,
     res,
@@ -42,11 +54,12 @@ export function createContext(req: IncomingMessage, res: ServerResponse, id: str
     pathname: q === -1 ? url : url.slice(0, q),
     bucket: null,
     key: '',
+    user: null,
     cacheStatus: null,
     cacheStatusHeader: null,
     upstreamStatus: null,
     replica: null,
     bytesSent: 0,
-    aborted: controller.signal,
+    abortSignal: null,
   };
 }

@@ -12,7 +12,7 @@ import {
   unsatisfiedRangeHeader,
   type ByteRange,
 } from '../http/range.js';
-import type { RequestContext } from '../pipeline/context.js';
+import { clientGone, type RequestContext } from '../pipeline/context.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream/replica-set.js';
 import { sendError, sendHead, sendStream } from './respond.js';
 
@@ -49,7 +49,7 @@ export async function serveFromUpstream(ctx: RequestContext): Promise<void> {
     key: ctx.key,
     range: spec ? ctx.req.headers.range : undefined,
     ...conditions,
-    signal: ctx.aborted,
+    signal: clientGone(ctx),
   };
   const timeoutMs = ctx.snapshot.config.server.request_timeout * 1000;
   let response = await bucket.upstream.send(request, timeoutMs);
@@ -191,13 +191,13 @@ function representationSize(response: UpstreamResponse): number | null {
 }
 
 async function validatorsFromHead(ctx: RequestContext, timeoutMs: number, fallback: Record<string, string>): Promise<Record<string, string>> {
-  const head = await ctx.bucket!.upstream.send({ method: 'HEAD', key: ctx.key, signal: ctx.aborted }, timeoutMs);
+  const head = await ctx.bucket!.upstream.send({ method: 'HEAD', key: ctx.key, signal: clientGone(ctx) }, timeoutMs);
   return head.status === 200 ? head.headers : fallback;
 }
 
 /** Only for a 416 from a backend that does not say how large the object is. */
 async function objectSize(ctx: RequestContext, timeoutMs: number): Promise<number | null> {
-  const head = await ctx.bucket!.upstream.send({ method: 'HEAD', key: ctx.key, signal: ctx.aborted }, timeoutMs);
+  const head = await ctx.bucket!.upstream.send({ method: 'HEAD', key: ctx.key, signal: clientGone(ctx) }, timeoutMs);
   const length = head.status === 200 ? head.headers['content-length'] : undefined;
   return length === undefined ? null : Number(length);
 }

@@ -14,6 +14,11 @@ export interface KnownRepresentation {
   lastModified: string | null;
 }
 
+function hasConditionals(ctx: RequestContext): boolean {
+  const h = ctx.req.headers;
+  return h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined;
+}
+
 /** Where the bytes come from: a Buffer (memory, redis), a file or a spool (streams). */
 export interface BodySource {
   /** `range` null = the whole body. */
@@ -33,7 +38,7 @@ export async function serveRepresentation(
   extraHeaders?: Record<string, string>,
 ): Promise<void> {
   const validators = { etag: rep.etag, lastModified: rep.lastModified };
-  const outcome = evaluatePreconditions(conditionalHeaders(ctx), validators);
+  const outcome = hasConditionals(ctx) ? evaluatePreconditions(conditionalHeaders(ctx), validators) : 'proceed';
   if (outcome === 'failed') {
     source.discard();
     return sendError(ctx, new HttpError(412, 'PreconditionFailed', 'A precondition in the request did not hold'));
