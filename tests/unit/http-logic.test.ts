@@ -152,3 +152,13 @@ describe('request ids', () => {
     assert.match(requestIdFrom({}), /^[0-9a-f-]{36}$/);
   });
 });
+
+describe('S3 object key encoding', async () => {
+  const { encodeKey } = await import('../../src/upstream/s3-transport.js');
+  it('keeps / between segments and RFC 3986 unreserved characters, encodes the rest once', () => {
+    assert.equal(encodeKey('a/b c/d.txt'), '/a/b%20c/d.txt');
+    assert.equal(encodeKey("x!'()*+=&%.txt"), '/x%21%27%28%29%2A%2B%3D%26%25.txt');
+    assert.equal(encodeKey('日本/ü'), '/%E6%97%A5%E6%9C%AC/%C3%BC');
+    assert.equal(encodeKey('a~b-c_d.e'), '/a~b-c_d.e');
+  });
+});
