@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream';
-import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { BucketConfig } from '../config/types.js';
 import { HttpError } from '../http/errors.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
-import { createS3Client, RAW_HEADERS, type ClientTestHooks } from './s3-client.js';
+import { createS3Client, type ClientTestHooks } from './s3-client.js';
+import { S3Transport } from './s3-transport.js';
 
 export interface UpstreamRequest {
   method: 'GET' | 'HEAD';
@@ -32,6 +32,21 @@ export interface UpstreamResponse {
   replica: string;
 }
 
+export interface ListRequest {
+  prefix: string;
+  /** List keys after this one (exclusive). */
+  startAfter?: string;
+  /** `/`: only the keys directly under `prefix`. */
+  delimiter?: string;
+  maxKeys?: number;
+  signal: AbortSignal;
+}
+
+export interface ListPage {
+  keys: Array<{ key: string; size: number }>;
+  truncated: boolean;
+}
+
 export interface UpstreamEvents {
   breakerChanged(bucket: string, replica: string, from: BreakerState, to: BreakerState): void;
   attempt(bucket: string, replica: string, outcome: 'ok' | 'error' | 'timeout' | 'http_5xx'): void;
@@ -41,6 +56,9 @@ export interface UpstreamEvents {
 interface Replica {
   name: string;
   bucket: string;
+  /** GET and HEAD of objects: the hot data path. */
+  transport: S3Transport;
+  /** Control calls (listing for prewarm). */
   client: S3Client;
   breaker: CircuitBreaker;
   timeoutMs: number;
@@ -69,6 +87,7 @@ export class ReplicaSet {
     this.replicas = config.s3.replicas.map((replica) => ({
       name: replica.name,
       bucket: replica.bucket,
+      transport: new S3Transport(replica, config.s3, hooks),
       client: createS3Client(replica, config.s3, hooks),
       timeoutMs: replica.timeout * 1000,
       breaker: new CircuitBreaker(config.s3.circuit_breaker, (from, to) =>
@@ -127,8 +146,60 @@ export class ReplicaSet {
     throw new HttpError(502, 'BadGateway', 'The storage backend failed to answer');
   }
 
+  /**
+   * One page of ListObjectsV2 (prewarm). Paged with `startAfter` (the last key seen), not a continuation
+   * token, so a page can come from another replica after a failover. Same failover and retries as send().
+   */
+  async list(request: ListRequest, timeoutMs: number): Promise<ListPage> {
+    const { retry } = this.config.s3;
+    let lastFailure: AttemptFailure | null = null;
+    for (let pass = 0; pass < Math.max(1, retry.max_attempts); pass++) {
+      if (pass > 0) await backoff(pass, retry.initial_backoff_ms, retry.max_backoff_ms, request.signal);
+      let tried = 0;
+      for (const replica of this.replicas) {
+        if (!replica.breaker.tryAcquire()) continue;
+        tried++;
+        const timer = AbortSignal.timeout(Math.min(replica.timeoutMs, timeoutMs));
+        try {
+          const output = await replica.client.send(
+            new ListObjectsV2Command({
+              Bucket: replica.bucket,
+              Prefix: request.prefix || undefined,
+              StartAfter: request.startAfter,
+              Delimiter: request.delimiter,
+              MaxKeys: request.maxKeys,
+            }),
+            { abortSignal: AbortSignal.any([request.signal, timer]) },
+          );
+          replica.breaker.recordSuccess();
+          this.events.attempt(this.config.name, replica.name, 'ok');
+          const keys = (output.Contents ?? []).filter((o) => o.Key !== undefined).map((o) => ({ key: o.Key!, size: o.Size ?? 0 }));
+          return { keys, truncated: output.IsTruncated === true };
+        } catch (err) {
+          if (request.signal.aborted) throw err;
+          const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+          if (status && status < 500) {
+            throw new HttpError(status, (err as { name?: string }).name ?? 'ListFailed', `listing failed: S3 answered ${status}`);
+          }
+          const failure = timer.aborted
+            ? new AttemptFailure('timeout', `no answer from ${replica.name}`)
+            : new AttemptFailure(status ? 'http_5xx' : 'error', `${replica.name}: ${(err as Error).message}`);
+          replica.breaker.recordFailure();
+          this.events.attempt(this.config.name, replica.name, failure.kind);
+          lastFailure = failure;
+        }
+      }
+      if (tried === 0 && !lastFailure) throw this.allOpen();
+    }
+    if (lastFailure?.kind === 'timeout') throw new HttpError(504, 'UpstreamTimeout', 'The storage backend did not answer the listing in time');
+    throw new HttpError(502, 'BadGateway', `The storage backend failed to list objects (${lastFailure?.message ?? 'unknown error'})`);
+  }
+
   close(): void {
-    for (const replica of this.replicas) replica.client.destroy();
+    for (const replica of this.replicas) {
+      replica.transport.close();
+      replica.client.destroy();
+    }
   }
 
   private allOpen(): HttpError {
@@ -142,38 +213,29 @@ export class ReplicaSet {
     const timer = new AbortController();
     const timeout = setTimeout(() => timer.abort(), timeoutMs);
     const signal = AbortSignal.any([request.signal, timer.signal]);
-    const input = {
-      Bucket: replica.bucket,
-      Key: request.key,
-      Range: request.range,
-      IfMatch: request.ifMatch,
-      IfNoneMatch: request.ifNoneMatch,
-      IfModifiedSince: request.ifModifiedSince as unknown as Date | undefined,
-      IfUnmodifiedSince: request.ifUnmodifiedSince as unknown as Date | undefined,
-    };
     try {
-      const command = request.method === 'GET' ? new GetObjectCommand(input) : new HeadObjectCommand(input);
-      const output = await replica.client.send(command as GetObjectCommand, { abortSignal: signal });
-      const body = (output.Body as IncomingMessage | undefined) ?? null;
-      const headers = rawHeaders(output);
+      const answer = await replica.transport.send({ method: request.method, key: request.key, headers: conditionHeaders(request), signal });
+      if (answer.status >= 500) {
+        answer.body?.destroy();
+        throw new AttemptFailure('http_5xx', `${replica.name} answered ${answer.status}`);
+      }
+      const { body } = answer;
       if (body) {
         // From here the body streams to the client: an idle backend must not hold the response open.
         body.setTimeout(this.config.s3.idle_timeout * 1000, () => body.destroy(new Error('upstream idle timeout')));
       }
       return {
-        status: output.$metadata.httpStatusCode ?? 200,
-        headers,
+        status: answer.status,
+        headers: answer.headers,
         body,
-        errorCode: null,
-        actualObjectSize: null,
+        errorCode: answer.code,
+        actualObjectSize: answer.actualObjectSize,
         replica: replica.name,
       };
     } catch (err) {
+      if (err instanceof AttemptFailure) throw err;
       if (request.signal.aborted) throw err;
       if (timer.signal.aborted) throw new AttemptFailure('timeout', `no answer from ${replica.name} in ${timeoutMs} ms`);
-      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status && status < 500) return s3Answer(err, status, replica.name);
-      if (status) throw new AttemptFailure('http_5xx', `${replica.name} answered ${status}`);
       throw new AttemptFailure('error', `${replica.name}: ${(err as Error).message}`);
     } finally {
       clearTimeout(timeout);
@@ -181,23 +243,17 @@ export class ReplicaSet {
   }
 }
 
-function s3Answer(err: unknown, status: number, replica: string): UpstreamResponse {
-  const e = err as { Code?: string; name?: string; ActualObjectSize?: string; $response?: { headers?: Record<string, string> } };
-  const size = e.ActualObjectSize === undefined ? NaN : Number(e.ActualObjectSize);
-  return {
-    status,
-    headers: e.$response?.headers ?? {},
-    body: null,
-    errorCode: e.Code ?? (e.name && e.name !== 'Unknown' ? e.name : null),
-    actualObjectSize: Number.isSafeInteger(size) ? size : null,
-    replica,
-  };
+/** The request headers S3 evaluates for us: Range and the four preconditions. */
+function conditionHeaders(request: UpstreamRequest): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (request.range !== undefined) headers.range = request.range;
+  if (request.ifMatch !== undefined) headers['if-match'] = request.ifMatch;
+  if (request.ifNoneMatch !== undefined) headers['if-none-match'] = request.ifNoneMatch;
+  if (request.ifModifiedSince !== undefined) headers['if-modified-since'] = request.ifModifiedSince;
+  if (request.ifUnmodifiedSince !== undefined) headers['if-unmodified-since'] = request.ifUnmodifiedSince;
+  return headers;
 }
 
-/** The SDK parses headers into typed fields; Karasu forwards S3's own header text instead. */
-function rawHeaders(output: object): Record<string, string> {
-  return (output as { [RAW_HEADERS]?: Record<string, string> })[RAW_HEADERS] ?? {};
-}
 
 async function backoff(pass: number, initialMs: number, maxMs: number, signal: AbortSignal): Promise<void> {
   const ceiling = Math.min(maxMs, initialMs * 2 ** (pass - 1));
