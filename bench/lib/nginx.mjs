@@ -1,0 +1,61 @@
+// The nginx peer: proxy_cache (1 worker, to compare per core) in front of the same s3rver.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { BUCKET } from './s3.mjs';
+import { freePort, startChild, waitForPort } from './procs.mjs';
+
+export function nginxVersion() {
+  const r = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
+  return (r.stderr || r.stdout || '').trim().replace(/^nginx version:\s*/, '') || null;
+}
+
+function nginxConf({ dir, port, s3Port }) {
+  // As root the worker would otherwise run as `nobody`, which cannot enter the private scratch folder.
+  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
+  return `# written by bench/run.mjs
+${user}worker_processes 1;
+daemon off;
+master_process on;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path ${dir}/client_body;
+    fastcgi_temp_path ${dir}/fastcgi;
+    uwsgi_temp_path ${dir}/uwsgi;
+    scgi_temp_path ${dir}/scgi;
+    proxy_temp_path ${dir}/proxy_temp;
+    proxy_cache_path ${dir}/cache levels=1:2 keys_zone=bench:10m max_size=2g inactive=60m use_temp_path=off;
+    upstream s3 { server 127.0.0.1:${s3Port}; keepalive 32; }
+    server {
+        listen 127.0.0.1:${port};
+        location /${BUCKET}/ {
+            proxy_pass http://s3;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host 127.0.0.1:${s3Port};
+            proxy_cache bench;
+            proxy_cache_valid 200 60m;
+            proxy_cache_lock on;
+            add_header X-Cache $upstream_cache_status;
+        }
+    }
+}
+`;
+}
+
+export async function startNginx(scratch, { s3Port, cpu }) {
+  const dir = path.join(scratch, 'nginx');
+  mkdirSync(path.join(dir, 'cache'), { recursive: true });
+  const port = await freePort();
+  const confFile = path.join(dir, 'nginx.conf');
+  writeFileSync(confFile, nginxConf({ dir, port, s3Port }));
+  const logFile = path.join(scratch, 'logs', 'nginx.log');
+  const child = startChild('nginx', 'nginx', ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile], { logFile, cpu });
+  await waitForPort(port, child, { logFile: path.join(dir, 'error.log') });
+  return { child, port, base: `http://127.0.0.1:${port}`, stopSignal: 'SIGQUIT' };
+}

@@ -1,0 +1,517 @@
+#!/usr/bin/env node
+// `npm run bench`: Karasu side by side with direct s3rver and nginx proxy_cache, on loopback.
+//
+//   all-miss  cache disabled: direct s3rver vs Karasu → s3rver (1 KiB, 1 MiB); target Karasu/direct >= 0.9
+//   hot-hit   cache warmed: Karasu vs nginx proxy_cache, 1 worker (1 KiB, 16 KiB, 1 MiB);
+//             targets Karasu/nginx >= 0.8 (1–16 KiB) and >= 2 (1 MiB), per core
+//   big       one 256 MiB GET, direct vs Karasu: TTFB, total (ratio <= 2), Karasu peak RSS growth (<= 64 MiB)
+//
+// Rounds are interleaved (A B, then B A, …) so machine drift cancels; the table shows medians over rounds.
+// With taskset and >= 2 CPUs the load generator runs on CPU 0; the process under test gets CPU 1 in hot-hit,
+// s3rver gets CPU 1 in all-miss/big (the origin is "another machine"). wrk is used when installed, else a
+// Node keep-alive client. nginx columns are skipped (with a note) when nginx is not installed.
+// See docs/benchmarks.md.
+import { readFileSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
+import { startKarasu, ROOT } from './lib/karasu.mjs';
+import { runLoad } from './lib/load.mjs';
+import { nginxVersion, startNginx } from './lib/nginx.mjs';
+import { aggregate, bigTable, comparisonTable, median } from './lib/report.mjs';
+import { BUCKET, fetchDigest, putRandomObject, startS3rver } from './lib/s3.mjs';
+import { CLK_TCK, groupCpuTicks, hasCommand, killAllSync, repin, rssKiB, stopAll, stopChild } from './lib/procs.mjs';
+
+const SCENARIOS = ['all-miss', 'hot-hit', 'big'];
+const SIZES = { '1k': 1024, '16k': 16 * 1024, '1m': 1024 * 1024, '256m': 256 * 1024 * 1024 };
+const MiB = 1024 * 1024;
+
+const USAGE = `usage: npm run bench -- [options]
+  --duration S      seconds per measured load run (default 10)
+  --rounds N        interleaved rounds (default 2)
+  --only LIST       comma list of ${SCENARIOS.join(', ')} (default: all)
+  --quick           --duration 3 --rounds 1, shorter warm-up
+  --connections N   concurrent keep-alive connections (default 50)
+  --client C        wrk | node (default: wrk when installed)
+  --max-seconds S   hard bound for the whole run (default: about twice the estimate)
+  --keep            keep the scratch folder (s3rver data, nginx cache); logs and results are always kept
+`;
+
+// ─── options and environment ─────────────────────────────────────────────────────────────────────────
+
+function parseOptions(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string' },
+      rounds: { type: 'string' },
+      only: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      connections: { type: 'string', default: '50' },
+      client: { type: 'string' },
+      'max-seconds': { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const int = (v, name, lo, hi) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < lo || n > hi) fail(`--${name} must be an integer in ${lo}..${hi}`);
+    return n;
+  };
+  const duration = int(values.duration ?? (values.quick ? 3 : 10), 'duration', 1, 120);
+  const rounds = int(values.rounds ?? (values.quick ? 1 : 2), 'rounds', 1, 10);
+  const only = values.only ? values.only.split(',').map((s) => s.trim()) : SCENARIOS;
+  for (const s of only) if (!SCENARIOS.includes(s)) fail(`unknown scenario '${s}' (known: ${SCENARIOS.join(', ')})`);
+  if (values.client && !['wrk', 'node'].includes(values.client)) fail('--client must be wrk or node');
+  const opts = {
+    duration,
+    rounds,
+    only,
+    quick: values.quick,
+    warmSeconds: values.quick ? 1 : Math.min(2, duration),
+    connections: int(values.connections, 'connections', 1, 1000),
+    client: values.client,
+    keep: values.keep,
+  };
+  opts.maxSeconds = values['max-seconds'] ? int(values['max-seconds'], 'max-seconds', 10, 7200) : 2 * estimateSeconds(opts) + 120;
+  return opts;
+}
+
+function estimateSeconds(o) {
+  const perPair = o.rounds * o.duration + o.warmSeconds;
+  let s = 20; // starts, seeding
+  if (o.only.includes('all-miss')) s += 2 * 2 * perPair + 5;
+  if (o.only.includes('hot-hit')) s += 3 * 2 * perPair + 5;
+  if (o.only.includes('big')) s += 15 + o.rounds * 2 * 5;
+  return s;
+}
+
+function fail(msg) {
+  process.stderr.write(`bench: ${msg}\n${USAGE}`);
+  process.exit(2);
+}
+
+function detectEnvironment(opts) {
+  const nproc = os.availableParallelism?.() ?? os.cpus().length;
+  const pin = hasCommand('taskset') && nproc >= 2;
+  const wrk = hasCommand('wrk');
+  if (opts.client === 'wrk' && !wrk) fail('--client wrk: wrk is not installed');
+  return {
+    nproc,
+    pin,
+    clientCpu: pin ? 0 : null,
+    serverCpu: pin ? 1 : null,
+    useWrk: opts.client ? opts.client === 'wrk' : wrk,
+    nginx: hasCommand('nginx') ? nginxVersion() : null,
+  };
+}
+
+function machineFacts(env) {
+  const wrkV = env.useWrk ? (spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout || '').split('\n')[0].trim() : null;
+  const pkg = (p) => JSON.parse(readFileSync(p, 'utf8')).version;
+  return {
+    nproc: env.nproc,
+    cpu_model: os.cpus()[0]?.model ?? 'unknown',
+    mem_gib: +(os.totalmem() / 2 ** 30).toFixed(1),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    karasu: pkg(path.join(ROOT, 'package.json')),
+    s3rver: pkg(path.join(ROOT, 'node_modules', 's3rver', 'package.json')),
+    nginx: env.nginx ?? 'not installed',
+    load_generator: env.useWrk ? wrkV || 'wrk' : `node keep-alive client (bench/lib/loadgen.mjs)`,
+    pinning: env.pin ? `taskset: client CPU ${env.clientCpu}, server CPU ${env.serverCpu}` : 'none (taskset missing or < 2 CPUs)',
+  };
+}
+
+// ─── run state ───────────────────────────────────────────────────────────────────────────────────────
+
+const log = (msg) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+function newContext(opts, env) {
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'karasu-bench-'));
+  mkdirSync(path.join(scratch, 'logs'));
+  return { opts, env, scratch, s3: null, objects: {}, pairs: [], samples: [], big: null, notes: [], verdicts: [], t0: Date.now() };
+}
+
+async function ensureObject(ctx, key) {
+  if (ctx.objects[key]) return;
+  const t = Date.now();
+  const md5 = await putRandomObject(ctx.s3.endpoint, `obj-${key}`, SIZES[key]);
+  ctx.objects[key] = { size: SIZES[key], md5 };
+  if (SIZES[key] >= MiB * 16) log(`seeded obj-${key} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+}
+
+const objectUrl = (base, key) => `${base}/${BUCKET}/obj-${key}`;
+
+/** GETs the object through `base`; returns null when status and body are right, else what was wrong. */
+async function verifyObject(ctx, base, key) {
+  try {
+    const r = await fetchDigest(objectUrl(base, key));
+    if (r.status !== 200) return `HTTP ${r.status}`;
+    if (r.md5 !== ctx.objects[key].md5) return `body differs (${r.bytes} bytes)`;
+    return null;
+  } catch (err) {
+    return err.message;
+  }
+}
+
+// ─── measuring ───────────────────────────────────────────────────────────────────────────────────────
+
+/** One load run; CPU % of each watched process group over the run (100 = one core). */
+async function measure(ctx, { scenario, size, target, round }) {
+  const { opts, env } = ctx;
+  throwIfStopping();
+  const watched = target.watch;
+  const before = Object.fromEntries(Object.entries(watched).map(([n, pid]) => [n, groupCpuTicks(pid)]));
+  const t = Date.now();
+  const r = await runLoad({ url: objectUrl(target.base, size), connections: opts.connections, seconds: opts.duration, cpu: env.clientCpu, useWrk: env.useWrk });
+  const secs = (Date.now() - t) / 1000;
+  throwIfStopping(); // children are being killed: this run's numbers mean nothing
+  const cpu_pct = Object.fromEntries(
+    Object.entries(watched).map(([n, pid]) => [n, (100 * (groupCpuTicks(pid) - before[n])) / CLK_TCK / secs]),
+  );
+  const sample = { scenario, size, target: target.name, round, ...r, cpu_pct, loadavg_1m: os.loadavg()[0] };
+  ctx.samples.push(sample);
+  const errs = r.errors ? `, ${r.errors} errors` : '';
+  log(`${scenario} ${size} ${target.name} r${round}: ${r.error ? `FAILED (${r.error})` : `${Math.round(r.rps)} req/s, p99 ${r.p99_ms.toFixed(1)} ms${errs}`}`);
+}
+
+/** Warm-up (unrecorded), then rounds A B / B A / … per size. */
+async function measureInterleaved(ctx, scenario, sizes, targets) {
+  const { opts, env } = ctx;
+  for (const size of sizes)
+    for (const t of targets[size]) {
+      throwIfStopping();
+      await runLoad({ url: objectUrl(t.base, size), connections: opts.connections, seconds: opts.warmSeconds, cpu: env.clientCpu, useWrk: env.useWrk });
+    }
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const size of sizes) {
+      const order = round % 2 ? targets[size] : [...targets[size]].reverse();
+      for (const target of order) await measure(ctx, { scenario, size, target, round });
+    }
+  }
+}
+
+// ─── scenarios ───────────────────────────────────────────────────────────────────────────────────────
+
+async function allMiss(ctx) {
+  const { env } = ctx;
+  const sizes = ['1k', '1m'];
+  for (const size of sizes)
+    ctx.pairs.push({ scenario: 'all-miss', size, base: 'direct', subject: 'karasu', target: { op: '>=', value: 0.9 } });
+  repin(ctx.s3.child.pid, env.serverCpu);
+  const karasu = await startKarasu(ctx.scratch, { s3Endpoint: ctx.s3.endpoint, cache: false, cpu: env.clientCpu, tag: 'nocache' });
+  try {
+    const direct = { name: 'direct', base: ctx.s3.endpoint, watch: { s3rver: ctx.s3.child.pid } };
+    const proxy = { name: 'karasu', base: karasu.base, watch: { karasu: karasu.child.pid, s3rver: ctx.s3.child.pid } };
+    const targets = {};
+    for (const size of sizes) targets[size] = await usableTargets(ctx, 'all-miss', size, [direct, proxy]);
+    await measureInterleaved(ctx, 'all-miss', sizes, targets);
+  } finally {
+    await stopChild(karasu.child);
+  }
+}
+
+/** Targets that serve the object correctly; a broken one is noted and left out. */
+async function usableTargets(ctx, scenario, size, targets) {
+  const ok = [];
+  for (const t of targets) {
+    const why = await verifyObject(ctx, t.base, size);
+    if (why) ctx.notes.push(`${scenario} ${size}: ${t.name} left out: ${why}`);
+    else ok.push(t);
+  }
+  return ok;
+}
+
+async function hotHit(ctx) {
+  const { env } = ctx;
+  const sizes = ['1k', '16k', '1m'];
+  repin(ctx.s3.child.pid, env.clientCpu); // idle once warm; keep the server core for the proxies
+  const pairNotes = {};
+  for (const size of sizes)
+    ctx.pairs.push({
+      scenario: 'hot-hit',
+      size,
+      base: 'nginx',
+      subject: 'karasu',
+      target: { op: '>=', value: size === '1m' ? 2 : 0.8 },
+      perCpu: true,
+      get note() {
+        return pairNotes[size] ?? pairNotes.all;
+      },
+    });
+  const karasu = await startCachedKarasu(ctx, env.serverCpu, pairNotes);
+  const nginx = await startNginxPeer(ctx, pairNotes);
+  try {
+    const targets = {};
+    for (const size of sizes) {
+      targets[size] = [];
+      if (nginx && (await warmAndCheckHit(ctx, nginx, size, pairNotes)))
+        targets[size].push({ name: 'nginx', base: nginx.base, watch: { nginx: nginx.child.pid } });
+      if (karasu && (await warmAndCheckHit(ctx, karasu, size, pairNotes)))
+        targets[size].push({ name: 'karasu', base: karasu.base, watch: { karasu: karasu.child.pid } });
+    }
+    await measureInterleaved(ctx, 'hot-hit', sizes, targets);
+  } finally {
+    if (karasu) await stopChild(karasu.child);
+    if (nginx) await stopChild(nginx.child, { signal: 'SIGQUIT' });
+  }
+}
+
+async function startCachedKarasu(ctx, cpu, pairNotes) {
+  try {
+    const k = await startKarasu(ctx.scratch, { s3Endpoint: ctx.s3.endpoint, cache: true, cpu, tag: 'cache' });
+    k.name = 'karasu';
+    return k;
+  } catch (err) {
+    const first = String(err.message).split('\n').slice(0, 3).join(' ');
+    ctx.notes.push(`hot-hit: cache not available: Karasu did not start with the cache config (${first})`);
+    pairNotes.all = 'cache not available';
+    return null;
+  }
+}
+
+async function startNginxPeer(ctx, pairNotes) {
+  if (!ctx.env.nginx) {
+    ctx.notes.push('hot-hit: nginx is not installed: nginx columns skipped (apt-get install -y nginx)');
+    pairNotes.all ??= 'nginx not installed';
+    return null;
+  }
+  try {
+    const n = await startNginx(ctx.scratch, { s3Port: ctx.s3.port, cpu: ctx.env.serverCpu });
+    n.name = 'nginx';
+    return n;
+  } catch (err) {
+    ctx.notes.push(`hot-hit: nginx did not start: ${String(err.message).split('\n').slice(0, 3).join(' ')}`);
+    pairNotes.all ??= 'nginx did not start';
+    return null;
+  }
+}
+
+/** GETs the object up to 3 times through `peer`; true once it answers X-Cache: HIT with the right body. */
+async function warmAndCheckHit(ctx, peer, size, pairNotes) {
+  const seen = [];
+  for (let i = 0; i < 3; i++) {
+    let r;
+    try {
+      r = await fetchDigest(objectUrl(peer.base, size));
+    } catch (err) {
+      seen.push(err.message);
+      continue;
+    }
+    const xc = String(r.headers['x-cache'] ?? 'absent');
+    seen.push(`${r.status} X-Cache ${xc}`);
+    if (r.status === 200 && r.md5 !== ctx.objects[size].md5) {
+      ctx.notes.push(`hot-hit ${size}: ${peer.name} served a wrong body`);
+      return false;
+    }
+    if (r.status === 200 && /^HIT\b/i.test(xc)) return true;
+  }
+  const note = peer.name === 'karasu' ? 'cache not available' : `${peer.name} never said HIT`;
+  ctx.notes.push(`hot-hit ${size}: ${note} (${peer.name} answered: ${seen.join('; ')})`);
+  pairNotes[size] ??= note;
+  return false;
+}
+
+async function big(ctx) {
+  const { env, opts } = ctx;
+  await ensureObject(ctx, '256m');
+  repin(ctx.s3.child.pid, env.serverCpu);
+  let karasu;
+  let cacheNote = 'cache enabled (memory tier, 16 MiB item limit: the object streams past it)';
+  try {
+    karasu = await startKarasu(ctx.scratch, { s3Endpoint: ctx.s3.endpoint, cache: true, cpu: env.clientCpu, tag: 'big' });
+  } catch {
+    karasu = await startKarasu(ctx.scratch, { s3Endpoint: ctx.s3.endpoint, cache: false, cpu: env.clientCpu, tag: 'big-nocache' });
+    cacheNote = 'cache disabled (the cache config did not start)';
+  }
+  const runs = { direct: [], karasu: [] };
+  try {
+    await fetchDigest(objectUrl(karasu.base, '1k')); // first request: connection to S3, JIT
+    for (let round = 1; round <= opts.rounds; round++) {
+      const order = round % 2 ? ['direct', 'karasu'] : ['karasu', 'direct'];
+      for (const name of order) {
+        throwIfStopping();
+        const base = name === 'direct' ? ctx.s3.endpoint : karasu.base;
+        const r = await timedDownload(ctx, objectUrl(base, '256m'), name === 'karasu' ? karasu.child.pid : null);
+        runs[name].push(r);
+        log(`big 256m ${name} r${round}: ${r.error ?? `TTFB ${r.ttfb_s.toFixed(3)} s, total ${r.total_s.toFixed(2)} s${r.rss_growth_kib !== undefined ? `, RSS +${(r.rss_growth_kib / 1024).toFixed(1)} MiB` : ''}`}`);
+      }
+    }
+  } finally {
+    await stopChild(karasu.child);
+  }
+  ctx.big = summarizeBig(runs, cacheNote);
+}
+
+function summarizeBig(runs, cacheNote) {
+  const ok = (xs) => xs.filter((r) => !r.error);
+  const pick = (xs, k) => median(ok(xs).map((r) => r[k]));
+  const direct = { ttfb_s: pick(runs.direct, 'ttfb_s'), total_s: pick(runs.direct, 'total_s') };
+  const karasu = { ttfb_s: pick(runs.karasu, 'ttfb_s'), total_s: pick(runs.karasu, 'total_s') };
+  const growth = ok(runs.karasu).map((r) => r.rss_growth_kib);
+  const errors = [...runs.direct, ...runs.karasu].filter((r) => r.error).map((r) => r.error);
+  return {
+    direct,
+    karasu,
+    ratio: direct.total_s && karasu.total_s ? karasu.total_s / direct.total_s : null,
+    ttfb_ratio: direct.ttfb_s && karasu.ttfb_s ? karasu.ttfb_s / direct.ttfb_s : null,
+    rss_growth_mib: growth.length ? Math.max(...growth) / 1024 : null,
+    karasu_cache: cacheNote,
+    note: errors.length ? errors.join('; ') : undefined,
+    runs,
+  };
+}
+
+/** One full GET: TTFB (response headers), total, md5; samples `pid`'s VmRSS every 50 ms when given. */
+function timedDownload(ctx, url, pid) {
+  const want = ctx.objects['256m'];
+  return new Promise((resolve) => {
+    const baseline = pid ? rssKiB(pid) : 0;
+    let peak = baseline;
+    const sampler = pid ? setInterval(() => (peak = Math.max(peak, rssKiB(pid))), 50) : null;
+    const t0 = process.hrtime.bigint();
+    const secs = () => Number(process.hrtime.bigint() - t0) / 1e9;
+    const done = (r) => {
+      if (sampler) clearInterval(sampler);
+      if (pid) peak = Math.max(peak, rssKiB(pid));
+      resolve(pid ? { ...r, rss_baseline_kib: baseline, rss_peak_kib: peak, rss_growth_kib: peak - baseline } : r);
+    };
+    const req = http.get(url, { agent: false, timeout: 60_000 }, (res) => {
+      const ttfb_s = secs();
+      let bytes = 0;
+      res.on('data', (d) => (bytes += d.length));
+      res.on('end', () => {
+        const total_s = secs();
+        const bad = res.statusCode !== 200 ? `HTTP ${res.statusCode}` : bytes !== want.size ? `${bytes} of ${want.size} bytes` : null;
+        done(bad ? { error: bad, ttfb_s, total_s } : { ttfb_s, total_s, bytes });
+      });
+      res.on('error', (err) => done({ error: err.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out (60 s idle)')));
+    req.on('error', (err) => done({ error: err.message }));
+  });
+}
+
+// ─── report ──────────────────────────────────────────────────────────────────────────────────────────
+
+function printReport(ctx, status) {
+  const { pairs } = ctx;
+  const { env, opts } = ctx;
+  const facts = machineFacts(env);
+  const aggs = aggregate(ctx.samples);
+  const out = [];
+  out.push('', `## Karasu benchmark — ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`, '');
+  out.push(
+    `${facts.nproc} CPUs (${facts.cpu_model}), Node ${facts.node}, nginx ${facts.nginx}, s3rver ${facts.s3rver}, ` +
+      `load: ${facts.load_generator}, ${opts.connections} connections, ${opts.duration} s × ${opts.rounds} round(s), pinning: ${facts.pinning}.`,
+    '',
+  );
+  const load = median(ctx.samples.map((s) => s.loadavg_1m));
+  if (load !== null) out.push(`1-minute load average at the end of the runs: median ${load.toFixed(1)} (the bench itself adds about 2).`, '');
+  if (status !== 'complete') out.push(`**Run not complete (${status}): partial results.**`, '');
+  const table = comparisonTable(aggs, pairs);
+  ctx.verdicts = table.verdicts;
+  if (pairs.length) out.push(...table.lines, '');
+  if (ctx.big) out.push(...bigTable(ctx.big), '', `big: Karasu ${ctx.big.karasu_cache}.`, '');
+  out.push(
+    'CPU % = CPU time of that process (group) during the run; 100 = one core. Values are medians over rounds.',
+    '"per CPU-s" = Karasu\'s requests per CPU-second of its own process over nginx\'s (hot-hit only): the per-core',
+    'comparison when the load generator, not the proxy, is the limit.',
+  );
+  for (const n of ctx.notes) out.push(`- note: ${n}`);
+  process.stdout.write(out.join('\n') + '\n');
+  return { facts, aggs };
+}
+
+function writeResults(ctx, facts, aggs, status) {
+  const file = path.join(ctx.scratch, 'results.json');
+  const data = {
+    status,
+    started: new Date(ctx.t0).toISOString(),
+    elapsed_s: Math.round((Date.now() - ctx.t0) / 1000),
+    machine: facts,
+    options: ctx.opts,
+    objects: ctx.objects,
+    results: aggs,
+    verdicts: ctx.verdicts,
+    big: ctx.big,
+    samples: ctx.samples,
+    notes: ctx.notes,
+  };
+  writeFileSync(file, JSON.stringify(data, null, 2));
+  return file;
+}
+
+function cleanScratch(ctx) {
+  if (ctx.opts.keep) return;
+  for (const d of ['s3', 'nginx']) rmSync(path.join(ctx.scratch, d), { recursive: true, force: true });
+}
+
+// ─── main ────────────────────────────────────────────────────────────────────────────────────────────
+
+async function finish(ctx, status) {
+  await stopAll();
+  const { facts, aggs } = printReport(ctx, status);
+  const file = writeResults(ctx, facts, aggs, status);
+  cleanScratch(ctx);
+  process.stdout.write(`\nresults: ${file}\nlogs:    ${path.join(ctx.scratch, 'logs')}\nwhole run: ${Math.round((Date.now() - ctx.t0) / 1000)} s\n`);
+}
+
+async function main(ctx) {
+  const { opts, env } = ctx;
+  if (env.pin) spawnSync('taskset', ['-a', '-p', '-c', String(env.clientCpu), String(process.pid)], { stdio: 'ignore' });
+  if (!env.useWrk) ctx.notes.push(`load from the Node keep-alive client (${opts.client === 'node' ? '--client node' : 'wrk not installed'}); it needs more CPU per request than wrk`);
+  if (!env.pin) ctx.notes.push('no CPU pinning (taskset missing or fewer than 2 CPUs): client and servers share cores');
+  installStopHandlers(ctx);
+  log(`scratch ${ctx.scratch}; scenarios ${opts.only.join(', ')}; hard bound ${opts.maxSeconds} s`);
+
+  ctx.s3 = await startS3rver(ctx.scratch, { cpu: env.serverCpu });
+  for (const key of ['1k', '16k', '1m']) await ensureObject(ctx, key);
+  if (opts.only.includes('all-miss')) await allMiss(ctx);
+  if (opts.only.includes('hot-hit')) await hotHit(ctx);
+  if (opts.only.includes('big')) await big(ctx);
+  await finish(ctx, 'complete');
+}
+
+let stopping = false;
+function throwIfStopping() {
+  if (stopping) throw new Error('stopping');
+}
+
+function installStopHandlers(ctx) {
+  process.on('exit', killAllSync);
+  const abort = async (why, code) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${why}: stopping children, printing what was measured`);
+    const hard = setTimeout(() => process.exit(code), 15_000);
+    hard.unref();
+    try {
+      await finish(ctx, why);
+    } finally {
+      process.exit(code);
+    }
+  };
+  process.on('SIGINT', () => abort('interrupted', 130));
+  process.on('SIGTERM', () => abort('terminated', 143));
+  setTimeout(() => abort(`hard time bound of ${ctx.opts.maxSeconds} s reached`, 3), ctx.opts.maxSeconds * 1000).unref();
+  ctx.abort = abort;
+}
+
+const options = parseOptions(process.argv.slice(2));
+const context = newContext(options, detectEnvironment(options));
+main(context).catch(async (err) => {
+  if (stopping) return; // an interrupt or the time bound is already finishing the run
+  log(`failed: ${err?.stack ?? err}`);
+  await context.abort?.('failed', 1);
+  await stopAll();
+  process.exit(1);
+});
