@@ -1,14 +1,13 @@
 /**
- * TinyLFU-style admission with size awareness. A count-min sketch estimates how often each key was
- * asked for recently (counters halve every `period` records, so old popularity fades). A new entry
- * is admitted only when its requests per byte beat those of the entries it would push out: plain
- * LRU lets one-off and oversized objects flush the hot set, which is what a held byte budget cannot
- * afford (PRODUCT §3, "Efficiency at a held budget").
+ * TinyLFU-style frequency estimates for size-aware admission and eviction (see MemoryTier.makeRoom).
+ * A count-min sketch estimates how often each key was asked for recently (counters halve every
+ * `period` records, so old popularity fades). Plain LRU lets one-off and oversized objects flush the
+ * hot set, which a held byte budget cannot afford (PRODUCT §3, "Efficiency at a held budget").
  */
 export interface Admission {
   record(key: string): void;
-  /** `victims` yields, least valuable first, the keys that would be evicted to make room. */
-  admit(key: string, size: number, victims: Iterable<string>, sizeOf?: (key: string) => number): boolean;
+  /** Recent requests for `key` (an estimate, 0–15). */
+  frequency(key: string): number;
 }
 
 const ROWS = 4;
@@ -55,23 +54,20 @@ export class FrequencySketch {
   }
 }
 
+/** Sketches narrower than this collide too often once there are many more keys than cached entries. */
+const MIN_SKETCH_WIDTH = 65536;
+
 export function createAdmission(expectedEntries: number): Admission {
-  const sketch = new FrequencySketch(expectedEntries);
-  return {
-    record: (key) => sketch.increment(key),
-    admit(key, size, victims, sizeOf) {
-      const candidate = sketch.estimate(key);
-      let victimHits = 0;
-      let victimBytes = 0;
-      for (const victim of victims) {
-        victimHits += sketch.estimate(victim);
-        victimBytes += sizeOf ? sizeOf(victim) : size;
-      }
-      if (victimBytes === 0) return true;
-      // Requests per byte: candidate / size against what the victims earn per byte they hold.
-      return candidate * victimBytes > victimHits * size;
-    },
-  };
+  const sketch = new FrequencySketch(Math.max(MIN_SKETCH_WIDTH, expectedEntries * 8));
+  return { record: (key) => sketch.increment(key), frequency: (key) => sketch.estimate(key) };
+}
+
+/**
+ * Whether a newcomer earns its place: its requests per byte must beat what the entries it displaces
+ * earn per byte they hold.
+ */
+export function worthAdmitting(frequency: number, size: number, victimHits: number, victimBytes: number): boolean {
+  return victimBytes === 0 || frequency * victimBytes > victimHits * size;
 }
 
 /** Two independent 32-bit FNV-1a variants for double hashing. */

@@ -6,6 +6,9 @@ import type { RequestContext } from '../pipeline/context.js';
 /** Headers every proxied response carries: request id, ranges, and the bucket's CORS answer. */
 function baseHeaders(ctx: RequestContext, headers: Record<string, string>): Record<string, string> {
   headers['x-request-id'] = ctx.id;
+  // A token-protected object must not be stored by a shared cache (a CDN) in front of Karasu and
+  // served to callers who never showed a token: only the caller's own browser cache may keep it.
+  if (ctx.bucket?.auth && headers['cache-control'] !== 'no-store') headers['cache-control'] = privateOnly(headers['cache-control']);
   if (ctx.cacheStatus) {
     headers['x-cache'] = ctx.cacheStatus;
     headers['cache-status'] = ctx.cacheStatusHeader!;
@@ -20,6 +23,16 @@ function baseHeaders(ctx: RequestContext, headers: Record<string, string>): Reco
     }
   }
   return headers;
+}
+
+/** `private` plus the origin's directives that still make sense for a private cache. */
+export function privateOnly(value: string | undefined): string {
+  if (!value) return 'private';
+  const kept = value
+    .split(',')
+    .map((directive) => directive.trim())
+    .filter((directive) => directive !== '' && !/^(?:public|private|s-maxage\s*=|proxy-revalidate)/i.test(directive));
+  return ['private', ...kept].join(', ');
 }
 
 export function sendError(ctx: RequestContext, err: HttpError): void {

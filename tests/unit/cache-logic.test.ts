@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { text } from 'node:stream/consumers';
 import { CircuitBreaker } from '../../src/upstream/breaker.js';
 import { freshnessMs, isStorable, parseCacheControl, type CachePolicy } from '../../src/cache/policy.js';
-import { createAdmission, FrequencySketch } from '../../src/cache/admission.js';
+import { createAdmission, FrequencySketch, worthAdmitting } from '../../src/cache/admission.js';
 import { Spool } from '../../src/cache/spool.js';
 import { MemoryTier } from '../../src/cache/tiers/memory.js';
 import type { CacheMeta } from '../../src/cache/types.js';
@@ -85,14 +85,30 @@ describe('admission', () => {
   });
 
   it('admits by requests per byte against the victims', () => {
+    assert.equal(worthAdmitting(1, 100, 4, 100), false, 'a one-off does not push out a popular entry');
+    assert.equal(worthAdmitting(4, 100, 1, 100), true);
+    assert.equal(worthAdmitting(1, 100, 0, 0), true, 'nothing to evict: always admitted');
+    assert.equal(worthAdmitting(4, 10_000, 4, 100), false, 'as popular but 100× larger per request');
     const admission = createAdmission(1024);
-    for (let i = 0; i < 4; i++) admission.record('popular');
-    admission.record('once');
-    assert.equal(admission.admit('once', 100, ['popular'], () => 100), false, 'a one-off does not push out a popular entry');
-    assert.equal(admission.admit('popular', 100, ['once'], () => 100), true);
-    assert.equal(admission.admit('once', 100, [], () => 0), true, 'room to spare: always admitted');
-    for (let i = 0; i < 4; i++) admission.record('big');
-    assert.equal(admission.admit('big', 10_000, ['popular'], () => 100), false, 'as popular but 100× larger per request');
+    for (let i = 0; i < 3; i++) admission.record('k');
+    assert.equal(admission.frequency('k'), 3);
+  });
+
+  it('evicts the entries earning the fewest requests per byte, not merely the least recent', async () => {
+    const tier = new MemoryTier(4 * 1024, 4096, createAdmission(64));
+    const meta = (key: string, size: number): CacheMeta => ({
+      key, bucket: 'b', objectKey: key, headers: {}, size, etag: null, lastModified: null, storedAt: 0, freshUntil: 0, sha256: '',
+    });
+    for (let i = 0; i < 5; i++) await tier.get('small-hot');
+    await tier.set(meta('small-hot', 512), Buffer.alloc(512)); // least recent from here on
+    await tier.get('big-cold');
+    await tier.set(meta('big-cold', 2048), Buffer.alloc(2048));
+    for (let i = 0; i < 3; i++) await tier.get('newcomer');
+    await tier.set(meta('newcomer', 1024), Buffer.alloc(1024));
+    assert.ok(tier.stats().bytes <= 4 * 1024);
+    assert.ok(await tier.get('newcomer'), 'admitted');
+    assert.ok(await tier.get('small-hot'), 'the least recent but most valuable entry stays');
+    assert.equal(await tier.get('big-cold'), null, 'the cold large entry made room');
   });
 
   it('keeps a hot set in a full memory tier against a scan of one-off objects', async () => {

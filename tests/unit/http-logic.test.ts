@@ -162,3 +162,14 @@ describe('S3 object key encoding', async () => {
     assert.equal(encodeKey('a~b-c_d.e'), '/a~b-c_d.e');
   });
 });
+
+describe('Cache-Control for token-protected responses', async () => {
+  const { privateOnly } = await import('../../src/respond/respond.js');
+  it('keeps browser caching, forbids shared caches', () => {
+    assert.equal(privateOnly(undefined), 'private');
+    assert.equal(privateOnly('public, max-age=60, s-maxage=600'), 'private, max-age=60');
+    assert.equal(privateOnly('max-age=0, must-revalidate'), 'private, max-age=0, must-revalidate');
+    assert.equal(privateOnly('private'), 'private');
+    assert.equal(privateOnly('no-cache, proxy-revalidate'), 'private, no-cache');
+  });
+});

@@ -1,12 +1,19 @@
 import { LRUCache } from 'lru-cache';
 import type { CacheHit, CacheMeta, CacheTier, PurgeFilter, TierStats } from '../types.js';
 import { matchesFilter } from '../types.js';
-import type { Admission } from '../admission.js';
+import { worthAdmitting, type Admission } from '../admission.js';
 
 interface Stored {
   meta: CacheMeta;
   body: { kind: 'buffer'; data: Buffer };
 }
+
+/**
+ * How many least-recently-used entries an eviction chooses among. Measured on the cost-bench Zipf trace
+ * (10 % budget): 32 → 79.0 % of GETs saved, 128 → 80.7 %, 512 → 82.0 %, 2048 → 81.9 % (plain LRU: 67 %).
+ * Only an insertion into a full tier pays for it, next to an upstream fetch.
+ */
+const EVICTION_SAMPLE = 512;
 
 /** Per-entry bookkeeping the byte budget must include besides the body (keys, headers, objects). */
 const ENTRY_OVERHEAD = 512;
@@ -44,7 +51,7 @@ export class MemoryTier implements CacheTier {
   async set(meta: CacheMeta, body: Buffer): Promise<void> {
     const size = body.length + ENTRY_OVERHEAD;
     if (body.length > this.maxItemSize || size > this.maxBytes) return;
-    if (this.admission && !this.lru.has(meta.key) && !this.admission.admit(meta.key, size, this.victims(size), this.sizeOf)) return;
+    if (this.admission && !this.lru.has(meta.key) && !this.makeRoom(meta.key, size, this.admission)) return;
     this.lru.set(meta.key, { meta, body: { kind: 'buffer', data: body } });
   }
 
@@ -97,14 +104,38 @@ export class MemoryTier implements CacheTier {
     return entry ? entry.body.data.length + ENTRY_OVERHEAD : 0;
   };
 
-  /** Keys that would be evicted (least recently used first) to make room for `size` bytes. */
-  private *victims(size: number): Generator<string> {
-    let free = this.maxBytes - this.lru.calculatedSize;
-    if (free >= size) return;
-    for (const key of this.lru.rkeys()) {
-      yield key;
-      free += this.sizeOf(key);
-      if (free >= size) return;
+  /**
+   * Frees `size` bytes for a newcomer, or refuses it. Victims come from the least recently used end,
+   * but within a sample of it the entries earning the fewest requests per byte go first (size-aware,
+   * like GreedyDual-Size): LRU alone evicts a small hot object as readily as a large cold one.
+   */
+  private makeRoom(key: string, size: number, admission: Admission): boolean {
+    let need = size - (this.maxBytes - this.lru.calculatedSize);
+    if (need <= 0) return true;
+    const sample: Array<{ key: string; bytes: number; hits: number }> = [];
+    let sampled = 0;
+    for (const candidate of this.lru.rkeys()) {
+      const bytes = this.sizeOf(candidate);
+      sample.push({ key: candidate, bytes, hits: admission.frequency(candidate) });
+      sampled += bytes;
+      // Enough to choose among, and enough bytes to make room from.
+      if (sample.length >= EVICTION_SAMPLE && sampled >= need) break;
     }
+    sample.sort((a, b) => a.hits / a.bytes - b.hits / b.bytes);
+    let victimHits = 0;
+    let victimBytes = 0;
+    let count = 0;
+    while (need > 0 && count < sample.length) {
+      const victim = sample[count++];
+      victimHits += victim.hits;
+      victimBytes += victim.bytes;
+      need -= victim.bytes;
+    }
+    if (need > 0 || !worthAdmitting(admission.frequency(key), size, victimHits, victimBytes)) return false;
+    for (let i = 0; i < count; i++) {
+      this.lru.delete(sample[i].key);
+      this.evictions++;
+    }
+    return true;
   }
 }
