@@ -97,7 +97,8 @@ async function runFill(fc: FillContext, request: FillRequest, spoolDone: () => v
   const now = Date.now();
   if (response.status === 304 && stale) {
     const meta = refreshed(stale.meta, response.headers, policy, now);
-    void fc.cache.updateMeta(meta);
+    // Awaited (once per TTL): the next request must find the entry fresh in every tier, Redis included.
+    await fc.cache.updateMeta(meta);
     return { kind: 'not-modified', hit: { meta, body: stale.body } };
   }
   if (response.status !== 200) {
