@@ -6,13 +6,20 @@ import type { KarasuConfig, LoadedConfig } from './config/types.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { startKarasu, type RunningKarasu } from './server/index.js';
 import { VERSION } from './version.js';
+import { checkKeyFiles } from './auth/runtime.js';
 
 const USAGE = `karasu ${VERSION} — caching reverse proxy for S3-compatible object stores
 
 Usage:
-  karasu serve [-c FILE]          run the proxy (default config: config/karasu.yaml)
-  karasu check -c FILE            validate a config file; exits non-zero on errors
-  karasu demo [--port N]          a local S3-compatible server with sample objects, Karasu in front
+  karasu serve [-c FILE] [--no-watch]   run the proxy (default config: config/karasu.yaml); reloads on
+                                        SIGHUP and when FILE changes (not with --no-watch)
+  karasu check -c FILE                  validate a config file; exits non-zero on errors
+  karasu warm -c FILE BUCKET [PREFIX]   fill the cache with every object under PREFIX of BUCKET (a bucket
+                                        name from FILE), in this process, into the cache FILE configures
+  karasu warm --url URL BUCKET [PREFIX] the same, done by the running instance at URL (its admin API;
+                                        token: --token or KARASU_ADMIN_TOKEN)
+      warm options: --max-files N  --max-depth N  --no-recursive
+  karasu demo [--port N]                a local S3-compatible server with sample objects, Karasu in front
   karasu --version
 `;
 
@@ -29,6 +36,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
       return check(rest);
     case 'demo':
       return demo(rest);
+    case 'warm': {
+      const { warm } = await import('./warm.js');
+      return warm(rest);
+    }
     case '--version':
     case '-v':
     case 'version':
@@ -51,11 +62,21 @@ function configPath(args: string[]): string {
   return path.resolve(values.config ?? DEFAULT_CONFIG);
 }
 
+function serveArgs(args: string[]): { file: string; watch: boolean } {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: 'string', short: 'c' }, 'no-watch': { type: 'boolean', default: false } },
+    allowPositionals: false,
+  });
+  return { file: path.resolve(values.config ?? DEFAULT_CONFIG), watch: !values['no-watch'] };
+}
+
 async function check(args: string[]): Promise<number> {
   const file = configPath(args);
   try {
     const { config, warnings } = await loadConfigFile(file);
     for (const warning of warnings) console.warn(`warning: ${formatIssue(warning)}`);
+    await checkKeyFiles(config); // JWT key files are read as `serve` would (JWKS URLs are not fetched)
     console.log(`${file}: OK (${config.buckets.length} bucket${config.buckets.length === 1 ? '' : 's'})`);
     return 0;
   } catch (err) {
@@ -68,7 +89,7 @@ async function check(args: string[]): Promise<number> {
 }
 
 async function serve(args: string[]): Promise<number | undefined> {
-  const file = configPath(args);
+  const { file, watch } = serveArgs(args);
   let loaded: LoadedConfig;
   try {
     loaded = await loadConfigFile(file);
@@ -81,9 +102,12 @@ async function serve(args: string[]): Promise<number | undefined> {
   }
   const logger = createLogger(loaded.config.logging);
   logWarnings(logger, loaded);
-  const running = await startKarasu(loaded.config, { logger });
-  logger.info({ url: running.url, config: file, version: VERSION, buckets: loaded.config.buckets.length }, 'karasu listening');
-  handleSignals(running, logger, async () => loadConfigFile(file));
+  const running = await startKarasu(loaded.config, { logger, watch });
+  logger.info(
+    { url: running.url, admin_port: running.adminPort, config: file, version: VERSION, buckets: loaded.config.buckets.length, watch },
+    'karasu listening',
+  );
+  handleSignals(running, logger);
   return undefined;
 }
 
@@ -91,24 +115,36 @@ function logWarnings(logger: Logger, loaded: LoadedConfig): void {
   for (const warning of loaded.warnings) logger.warn({ key: warning.path }, formatIssue(warning));
 }
 
-/** SIGHUP reloads; SIGTERM/SIGINT drain and exit 0; a second SIGTERM/SIGINT exits at once. */
-function handleSignals(running: RunningKarasu, logger: Logger, reload: () => Promise<LoadedConfig>): void {
+/**
+ * SIGHUP reloads (through the same path as the file watch and POST /admin/reload); SIGTERM/SIGINT stop
+ * accepting, let in-flight requests finish (up to `server.shutdown_timeout_seconds`), flush the audit
+ * log, close Redis and exit 0; a second SIGTERM/SIGINT exits at once (1).
+ * `reloadText`: for a config that is not a file (the demo), what SIGHUP reloads from.
+ */
+function handleSignals(running: RunningKarasu, logger: Logger, reloadText?: () => LoadedConfig): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
+      logger.flush?.();
       process.exit(1);
     }
     stopping = true;
-    logger.info({ signal }, 'draining: finishing in-flight requests');
+    logger.info({ signal, timeout_seconds: running.karasu.current().config.server.shutdown_timeout_seconds, inflight: running.karasu.inflight }, 'draining: finishing in-flight requests');
     running.close().then(
       () => {
         logger.info('stopped');
-        logger.flush?.();
         process.exitCode = 0;
+        // Every listener, client and connection is closed; should anything still hold the event loop
+        // (a socket of a third-party library), it does not hold the exit.
+        setTimeout(() => {
+          logger.warn('shutdown complete, but open handles still hold the process: exiting');
+          logger.flush(() => process.exit(0));
+        }, 1000).unref();
       },
       (err) => {
         logger.error({ err }, 'shutdown failed');
+        logger.flush?.();
         process.exit(1);
       },
     );
@@ -116,15 +152,21 @@ function handleSignals(running: RunningKarasu, logger: Logger, reload: () => Pro
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
+    const { karasu } = running;
+    if (karasu.reloader) {
+      void karasu.reloader.reload('signal');
+      return;
+    }
+    if (!reloadText) return;
     void (async () => {
       try {
-        const loaded = await reload();
+        const loaded = reloadText();
         logWarnings(logger, loaded);
-        const { needsRestart } = await running.karasu.reload(loaded.config);
-        running.karasu.metrics.reloads.inc({ result: 'success' });
-        logger.info({ generation: running.karasu.current().generation, needs_restart: needsRestart }, 'configuration reloaded');
+        const { needsRestart } = await karasu.reload(loaded.config);
+        karasu.metrics.reloads.inc({ result: 'success' });
+        logger.info({ generation: karasu.current().generation, needs_restart: needsRestart }, 'configuration reloaded');
       } catch (err) {
-        running.karasu.metrics.reloads.inc({ result: 'failure' });
+        karasu.metrics.reloads.inc({ result: 'failure' });
         logger.error({ err: err instanceof ConfigError ? err.message : err }, 'reload failed; keeping the running configuration');
       }
     })();
@@ -167,7 +209,7 @@ async function demo(args: string[]): Promise<number | undefined> {
   handleSignals(
     { ...running, close: async (timeoutMs?: number) => { await running.close(timeoutMs); await s3.close(); } },
     logger,
-    async () => loadConfigText(yaml, '<demo>', {}),
+    () => loadConfigText(yaml, '<demo>', {}),
   );
   return undefined;
 }

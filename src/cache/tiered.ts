@@ -144,6 +144,29 @@ export class TieredCache {
     return Math.max(0, ...counts.map((c) => c ?? 0));
   }
 
+  /**
+   * Soft purge of one entry: marks it stale in every tier that holds it, so the next request revalidates.
+   * Other instances mark the object's key (as a prefix) stale in their own tiers.
+   */
+  async markStaleKey(key: string): Promise<boolean> {
+    await this.settleWrites();
+    let found: CacheMeta | null = null;
+    const results = await Promise.all(
+      this.tiers.map((tier) =>
+        this.safely(tier, 'mark stale', async () => {
+          const hit = await tier.get(key);
+          if (!hit) return false;
+          found = hit.meta;
+          if (hit.meta.freshUntil !== 0) await tier.updateMeta({ ...hit.meta, freshUntil: 0 });
+          return true;
+        }),
+      ),
+    );
+    const meta = found as CacheMeta | null;
+    if (meta) void this.bus?.publish({ op: 'stale', filter: { bucket: meta.bucket, prefix: meta.objectKey } });
+    return results.some(Boolean);
+  }
+
   bucketStats(bucket: string): BucketCacheStats {
     let stats = this.buckets.get(bucket);
     if (!stats) {

@@ -1,6 +1,8 @@
 // The semantic pass: rules that span several keys, normalisation, and the refusals that need context
 // (which bucket would be served without the protection its config asks for). Input: the schema-validated
 // tree with defaults filled in. Output: the KarasuConfig every other module reads.
+import { buildBucketAuth, buildGlobalJwt, warnUnusedJwt } from './build-jwt.js';
+import { buildAdmin, buildAudit } from './build-ops.js';
 import { normalisePathPrefix } from './checks.js';
 import { childPath, type Issues, type SourceMap } from './issues.js';
 import type { RawBucket, RawCache, RawConfig, RawReplica, RawS3 } from './schema.js';
@@ -15,6 +17,7 @@ import type {
   S3Config,
   ServerConfig,
 } from './types.js';
+import type { JwtConfig } from './types-auth.js';
 
 const NOT_AVAILABLE = 'is not available in this version of Karasu';
 
@@ -22,12 +25,19 @@ export function buildConfig(raw: RawConfig, issues: Issues, source: SourceMap): 
   const b = new Builder(issues, source);
   const server = b.server(raw);
   const cache = b.cache(raw.cache);
+  const metrics = b.metrics(raw.metrics, server);
+  const jwt = buildGlobalJwt(raw.jwt, issues, source);
+  const buckets = b.buckets(raw.buckets, cache.enabled, jwt, raw.jwt !== undefined);
+  warnUnusedJwt(jwt, buckets, issues);
   return {
     server,
-    buckets: b.buckets(raw.buckets, cache.enabled),
+    buckets,
     cache,
     logging: { level: raw.logging.level, format: raw.logging.format },
-    metrics: b.metrics(raw.metrics, server),
+    metrics,
+    jwt,
+    audit_log: buildAudit(raw.audit_log, issues, source),
+    admin: buildAdmin(raw.admin, server, metrics, buckets, issues, source),
   };
 }
 
@@ -89,8 +99,8 @@ class Builder {
 
   // ─── buckets ──────────────────────────────────────────────────────────────────────────────────────
 
-  buckets(raw: RawBucket[], cacheEnabled: boolean): BucketConfig[] {
-    const buckets = raw.map((bucket, i) => this.bucket(bucket, `buckets[${i}]`, cacheEnabled));
+  buckets(raw: RawBucket[], cacheEnabled: boolean, jwt: JwtConfig | null, jwtGiven: boolean): BucketConfig[] {
+    const buckets = raw.map((bucket, i) => this.bucket(bucket, `buckets[${i}]`, cacheEnabled, jwt, jwtGiven));
     this.unique(buckets, (b) => b.name, 'name', (other) => `duplicate bucket name (also \`${other}\`)`);
     this.unique(
       buckets,
@@ -117,7 +127,7 @@ class Builder {
     });
   }
 
-  private bucket(raw: RawBucket, path: string, cacheEnabled: boolean): BucketConfig {
+  private bucket(raw: RawBucket, path: string, cacheEnabled: boolean, jwt: JwtConfig | null, jwtGiven: boolean): BucketConfig {
     this.refuseMissingProtection(raw, path);
     if (raw.cache && !cacheEnabled) {
       this.issues.warn(`${path}.cache`, 'has no effect: caching is off (`cache.enabled` is false)');
@@ -127,6 +137,7 @@ class Builder {
       path_prefix: normalisePathPrefix(raw.path_prefix),
       s3: this.s3(raw.s3, `${path}.s3`),
       cors: this.cors(raw.cors, `${path}.cors`),
+      auth: buildBucketAuth(raw, path, jwt, jwtGiven, this.issues, this.source),
       cache: {
         enabled: raw.cache?.enabled ?? null,
         ttl_seconds: raw.cache?.ttl_seconds ?? null,
@@ -136,7 +147,7 @@ class Builder {
   }
 
   /**
-   * Serving a bucket without the authentication, authorization or IP filter its config asks for would
+   * Serving a bucket without the authorization or IP filter its config asks for would
    * expose private objects, so each of these refuses to load (Yatagarasu silently served them open).
    */
   private refuseMissingProtection(raw: RawBucket, path: string): void {
@@ -145,14 +156,6 @@ class Builder {
         `${path}.${key}`,
         `${feature} ${NOT_AVAILABLE}; refusing to serve bucket \`${raw.name}\` without the ${protection} its config asks for`,
       );
-    const authKey = raw.auth?.enabled
-      ? 'auth.enabled'
-      : raw.auth?.jwt !== undefined
-        ? 'auth.jwt'
-        : raw.auth?.claims_verification !== undefined
-          ? 'auth.claims_verification'
-          : undefined;
-    if (authKey) refuse(authKey, 'JWT authentication', 'authentication');
     if (raw.authorization !== undefined) refuse('authorization', 'OPA/OpenFGA authorization', 'authorization');
     for (const list of ['allowlist', 'blocklist'] as const) {
       if (raw.ip_filter && raw.ip_filter[list].length > 0) {
@@ -293,6 +296,7 @@ class Builder {
       redis,
       stale_while_revalidate_seconds: raw.stale_while_revalidate_seconds,
       stale_if_error_seconds: raw.stale_if_error_seconds,
+      warming: raw.warming,
     };
   }
 

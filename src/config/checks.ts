@@ -79,3 +79,18 @@ function parseUrl(value: string): URL | undefined {
     return undefined;
   }
 }
+
+/** `host:port` or `[v6]:port`, port 1–65535. */
+export function hostPort(value: string): string | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) return `\`${value}\` is not \`host:port\` (e.g. 127.0.0.1:514)`;
+  if (m[1] !== undefined && isIP(m[1]) !== 6) return `\`${value}\` has an invalid IPv6 address`;
+  return undefined;
+}
+
+/** A static admin token must be hard to guess; a short one is almost always a placeholder. */
+export function adminToken(value: string): string | undefined {
+  if (value.length < 16) return `is ${value.length} characters long; use at least 16 (e.g. \`openssl rand -hex 32\`)`;
+  if (/\s/.test(value)) return 'must not contain whitespace';
+  return undefined;
+}

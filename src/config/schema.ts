@@ -3,8 +3,10 @@
 // semantic pass (build.ts) receives. Cross-key rules (legacy S3 vs replicas, cache tiers, ...) live in
 // build.ts because a table cannot express them.
 import {
+  adminToken,
   corsOrigin,
   headerName,
+  hostPort,
   httpUrl,
   ipOrCidr,
   nonBlank,
@@ -25,6 +27,7 @@ import {
   unavailable,
   type Infer,
 } from './schema-dsl.js';
+import { bucketAuth, globalJwt } from './schema-jwt.js';
 
 const MB = 1024 * 1024;
 const bytesToMb = (bytes: number): number => bytes / MB;
@@ -191,15 +194,7 @@ const bucket = obj('A path prefix mapped to an S3 bucket.', {
     check: pathPrefix,
   }),
   s3,
-  auth: obj(
-    'Yatagarasu per-bucket authentication switch. Only `enabled: false` is accepted in this version.',
-    {
-      enabled: bool('Require a JWT. `true` is rejected: JWT authentication is not available yet.', { default: false }),
-      jwt: anything('Yatagarasu documentation key; rejected (JWT authentication is not available yet).'),
-      claims_verification: anything('Yatagarasu documentation key; rejected (JWT authentication is not available yet).'),
-    },
-    { optional: true },
-  ),
+  auth: bucketAuth,
   authorization: anything('OPA/OpenFGA authorization; rejected: not available in this version.'),
   ip_filter: obj(
     'Yatagarasu IP allow/block lists. Only empty lists are accepted in this version.',
@@ -330,10 +325,10 @@ const cache = obj('Response cache tiers.', {
     default: 0,
     minimum: 0,
   }),
-  warming: unavailable(
-    'Yatagarasu start-up cache warming.',
-    `cache warming at start-up ${NOT_AVAILABLE}; use \`karasu warm\` or POST /admin/cache/prewarm`,
-  ),
+  warming: obj('Prewarm tasks (`POST /admin/cache/prewarm`, `karasu warm`).', {
+    concurrency: int('Objects fetched at once by one prewarm task.', { default: 10, minimum: 1, maximum: 1000 }),
+    rate_limit: num('Objects a prewarm task starts fetching per second, at most.', { default: 100, exclusiveMinimum: 0 }),
+  }),
 });
 
 // ─── logging, metrics ────────────────────────────────────────────────────────────────────────────────
@@ -363,42 +358,81 @@ const metrics = obj('Prometheus metrics, always at /metrics on the main listener
 
 const inert = (what: string) => anything(`Inert while ${what} is disabled.`);
 
-const jwt = obj(
-  'Yatagarasu global JWT settings. Only `enabled: false` is accepted in this version.',
-  {
-    enabled: bool('Must be false.', {
-      default: false,
-      reject: { value: true, message: `JWT authentication ${NOT_AVAILABLE}` },
-    }),
-    algorithm: inert('JWT'),
-    secret: inert('JWT'),
-    rsa_public_key_path: inert('JWT'),
-    ecdsa_public_key_path: inert('JWT'),
-    token_sources: inert('JWT'),
-    claims: inert('JWT'),
-    admin_claims: inert('JWT'),
-    keys: inert('JWT'),
-    jwks_url: inert('JWT'),
-    jwks_refresh_interval_secs: inert('JWT'),
-  },
-  { optional: true },
-);
+// ─── audit log, admin API ───────────────────────────────────────────────────────────────────────────
 
 const auditLog = obj(
-  'Yatagarasu audit log. Only `enabled: false` is accepted in this version.',
+  'One JSON line per request to a file, syslog and/or S3 (docs/audit.md).',
   {
-    enabled: bool('Must be false.', {
-      default: false,
-      reject: { value: true, message: `the audit log ${NOT_AVAILABLE}` },
+    enabled: bool('Write the audit log.', { default: false }),
+    outputs: list(oneOf(['file', 'syslog', 's3'], 'An audit output.'), 'Outputs written (absent: every output block given).'),
+    log_level: oneOf(['trace', 'debug', 'info', 'warn', 'error'], 'Lowest severity recorded: info = every request, warn = status ≥ 400, error = status ≥ 500.', {
+      default: 'info',
     }),
-    outputs: inert('the audit log'),
-    log_level: inert('the audit log'),
-    file: inert('the audit log'),
-    syslog: inert('the audit log'),
-    s3_export: inert('the audit log'),
+    file: obj(
+      'Audit lines appended to a file, rotated by size or daily.',
+      {
+        path: str('The audit file.', { required: true, check: nonBlank }),
+        max_file_size_mb: num('Rotate when the file reaches this size (rotation_policy size).', { default: 50, exclusiveMinimum: 0 }),
+        max_backup_files: int('Rotated files kept; older ones are deleted.', { default: 5, minimum: 1 }),
+        rotation_policy: oneOf(['size', 'daily'], '`size`: at `max_file_size_mb`; `daily`: at midnight UTC.', { default: 'size' }),
+        buffer_size: int('Bytes of audit lines held in memory while the disk catches up; more are dropped and counted.', {
+          default: 1048576,
+          minimum: 1024,
+        }),
+      },
+      { optional: true },
+    ),
+    syslog: obj(
+      'Audit lines sent to a syslog server as RFC 5424 messages.',
+      {
+        address: str('`host:port` of the syslog server.', { required: true, check: hostPort }),
+        protocol: oneOf(['udp', 'tcp'], '`udp` (one datagram per line) or `tcp` (octet-counted framing, RFC 6587).', { default: 'udp' }),
+        facility: oneOf(['local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7'], 'Syslog facility.', {
+          default: 'local0',
+        }),
+      },
+      { optional: true },
+    ),
+    s3_export: obj(
+      'Audit lines uploaded in batches as `.jsonl` objects to an S3 bucket.',
+      {
+        bucket: str('Bucket the batches are written to.', { required: true, emptyIsAbsent: true }),
+        region: str('AWS region of that bucket.', { default: 'us-east-1', emptyIsAbsent: true }),
+        path_prefix: str('Prefix of the object keys, e.g. `audit/`.', { default: '' }),
+        export_interval_seconds: num('Upload whatever has accumulated at least this often.', { default: 60, exclusiveMinimum: 0 }),
+        endpoint: str('S3-compatible endpoint, `http(s)://host[:port]` (Karasu extension).', {
+          default: null,
+          emptyIsAbsent: true,
+          check: httpUrl,
+        }),
+        access_key: str('Access key id (Karasu extension). Unset with `secret_key` → the default AWS credential chain.', {
+          default: null,
+          emptyIsAbsent: true,
+        }),
+        secret_key: str('Secret access key (Karasu extension).', { default: null, emptyIsAbsent: true }),
+        batch_size: int('Lines per object: a batch this large is uploaded at once (Karasu extension).', {
+          default: 10000,
+          minimum: 1,
+        }),
+      },
+      { optional: true },
+    ),
   },
-  { optional: true },
 );
+
+const admin = obj('The admin API (docs/operations.md) (Karasu extension).', {
+  token: str('Static admin token, sent as `Authorization: Bearer <token>`; at least 16 characters.', {
+    default: null,
+    emptyIsAbsent: true,
+    check: adminToken,
+  }),
+  port: int('Serve the admin API on its own listener on this port, and only there (null: on the proxy port).', {
+    default: null,
+    minimum: 1,
+    maximum: 65535,
+  }),
+  address: str('Address of the separate admin listener.', { default: '127.0.0.1', check: nonBlank }),
+});
 
 const off = (what: string) => ({ default: false, reject: { value: true, message: `${what} ${NOT_AVAILABLE}` } });
 
@@ -470,8 +504,9 @@ export const configSchema = obj('Karasu configuration (compatible with Yatagaras
   cache,
   logging,
   metrics,
-  jwt,
+  jwt: globalJwt,
   audit_log: auditLog,
+  admin,
   observability,
   image_optimization: imageOptimization,
   shutdown: obj(

@@ -1,6 +1,9 @@
 // The validated, normalised configuration. Names mirror the YAML keys (snake_case) so that every field
 // can be traced back to the key an operator wrote. Defaults are filled in by the loader; nothing here
 // is optional unless "absent" has a meaning of its own.
+import type { BucketAuthConfig, JwtConfig } from './types-auth.js';
+
+export type * from './types-auth.js';
 
 export interface KarasuConfig {
   /** Absolute path of the file this was loaded from (null when built in code, e.g. the demo). */
@@ -10,6 +13,10 @@ export interface KarasuConfig {
   cache: CacheConfig;
   logging: LoggingConfig;
   metrics: MetricsConfig;
+  /** Top-level `jwt` (null: absent or `enabled: false`). See types-auth.ts. */
+  jwt: JwtConfig | null;
+  audit_log: AuditConfig;
+  admin: AdminConfig;
 }
 
 export interface ServerConfig {
@@ -39,6 +46,8 @@ export interface BucketConfig {
   path_prefix: string;
   s3: S3Config;
   cors: CorsConfig | null;
+  /** Null: public (no `auth`, or `auth.enabled: false`). */
+  auth: BucketAuthConfig | null;
   cache: BucketCacheOverrides;
 }
 
@@ -114,6 +123,8 @@ export interface CacheConfig {
   };
   stale_while_revalidate_seconds: number;
   stale_if_error_seconds: number;
+  /** Prewarm tasks (admin API, `karasu warm`). */
+  warming: { concurrency: number; rate_limit: number };
 }
 
 export interface LoggingConfig {
@@ -125,6 +136,54 @@ export interface LoggingConfig {
 export interface MetricsConfig {
   enabled: boolean;
   /** null → served on the main listener at /metrics only. */
+  port: number | null;
+  address: string;
+}
+
+export type AuditOutput = 'file' | 'syslog' | 's3';
+
+export interface AuditConfig {
+  enabled: boolean;
+  /** The outputs written; empty when disabled. Each listed output has its block below. */
+  outputs: AuditOutput[];
+  /** Lowest severity recorded: info (every request), warn (status ≥ 400), error (status ≥ 500). */
+  log_level: 'info' | 'warn' | 'error';
+  file: AuditFileConfig | null;
+  syslog: AuditSyslogConfig | null;
+  s3_export: AuditS3Config | null;
+}
+
+export interface AuditFileConfig {
+  path: string;
+  max_file_size_mb: number;
+  max_backup_files: number;
+  rotation_policy: 'size' | 'daily';
+  buffer_size: number;
+}
+
+export interface AuditSyslogConfig {
+  host: string;
+  port: number;
+  protocol: 'udp' | 'tcp';
+  facility: 'local0' | 'local1' | 'local2' | 'local3' | 'local4' | 'local5' | 'local6' | 'local7';
+}
+
+export interface AuditS3Config {
+  bucket: string;
+  region: string;
+  path_prefix: string;
+  export_interval_seconds: number;
+  endpoint: string | null;
+  access_key: string | null;
+  secret_key: string | null;
+  batch_size: number;
+}
+
+/** The admin API (ours). */
+export interface AdminConfig {
+  /** Static bearer token (null: none). */
+  token: string | null;
+  /** A separate admin listener (null: admin routes on the proxy listener). */
   port: number | null;
   address: string;
 }

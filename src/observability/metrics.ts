@@ -59,6 +59,18 @@ export function createMetrics() {
     registers: [registry],
   });
   const generation = new client.Gauge({ name: 'karasu_config_generation', help: 'Generation of the running configuration', registers: [registry] });
+  const authResults = new client.Counter({
+    name: 'karasu_auth_total',
+    help: 'JWT authentication of requests to protected buckets, by bucket and result (success, missing, invalid, expired, forbidden, unavailable)',
+    labelNames: ['bucket', 'result'] as const,
+    registers: [registry],
+  });
+  const jwksRefreshes = new client.Counter({
+    name: 'karasu_jwks_refresh_total',
+    help: 'JWKS fetches, by result (success, failure)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
 
   return {
     registry,
@@ -72,6 +84,8 @@ export function createMetrics() {
     breakerState,
     reloads,
     generation,
+    authResults,
+    jwksRefreshes,
   };
 }
 

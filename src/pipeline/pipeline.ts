@@ -16,7 +16,7 @@ export async function proxy(ctx: RequestContext, cache: FillContext | null): Pro
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD' && ctx.method !== 'OPTIONS') throw methodNotAllowed();
     route(ctx);
     if (ctx.method === 'OPTIONS') return preflight(ctx);
-    await authenticate(ctx);
+    if (ctx.bucket!.auth) await authenticate(ctx);
     // After authentication, so a cached object is never served to a caller who could not fetch it.
     const policy = ctx.bucket!.cachePolicy;
     if (cache && policy) return await serveWithCache(ctx, cache, policy);
@@ -26,7 +26,7 @@ export async function proxy(ctx: RequestContext, cache: FillContext | null): Pro
     }
     await serveFromUpstream(ctx);
   } catch (err) {
-    if (ctx.aborted.aborted) return; // the client left; nobody to answer
+    if (ctx.res.destroyed && !ctx.res.writableFinished) return; // the client left; nobody to answer
     sendError(ctx, toHttpError(err));
     if (!(err instanceof HttpError)) throw err;
   }
@@ -38,8 +38,18 @@ function route(ctx: RequestContext): void {
   ctx.key = key;
 }
 
-/** JWT authentication is not in this version; the config loader refuses buckets that ask for it. */
-async function authenticate(_ctx: RequestContext): Promise<void> {}
+/**
+ * JWT authentication (src/auth/): a refused caller gets 401/403 (503 while the keys are not loaded) and
+ * never reaches the cache. A verified token is remembered until it expires, so a cache hit costs a map
+ * lookup here, not a signature check.
+ */
+async function authenticate(ctx: RequestContext): Promise<void> {
+  const auth = ctx.bucket!.auth;
+  if (!auth) return;
+  const outcome = await auth.authenticate(ctx.req);
+  if (!outcome.ok) throw outcome.error;
+  ctx.user = outcome.token.sub;
+}
 
 function preflight(ctx: RequestContext): void {
   const cors = ctx.bucket!.cors;

@@ -1,3 +1,6 @@
+import type { AdminAuth } from '../auth/admin.js';
+import type { BucketAuth } from '../auth/bucket.js';
+import { buildAuth, type AuthServices, type SnapshotAuth } from '../auth/runtime.js';
 import { cachePolicyFor, type CachePolicy } from '../cache/policy.js';
 import type { BucketConfig, KarasuConfig } from '../config/types.js';
 import { buildCorsPolicy, type CorsPolicy } from '../http/cors.js';
@@ -11,6 +14,8 @@ export interface BucketRuntime {
   cors: CorsPolicy | null;
   /** Null when this bucket is not cached (cache off, or `buckets[].cache.enabled: false`). */
   cachePolicy: CachePolicy | null;
+  /** Null when the bucket is public (no `auth`, or `auth.enabled: false`). */
+  auth: BucketAuth | null;
 }
 
 /**
@@ -22,6 +27,10 @@ export interface Snapshot {
   readonly generation: number;
   readonly router: Router<BucketRuntime>;
   readonly buckets: ReadonlyMap<string, BucketRuntime>;
+  /** JWT authentication of the admin API (`jwt.admin_claims`); null when JWTs grant no admin access. */
+  readonly adminAuth: AdminAuth | null;
+  /** Authentication state of this snapshot (JWKS clients, per-bucket verifiers) for /ready. */
+  readonly auth: SnapshotAuth;
   /** Requests still running on this snapshot; its upstream clients close when it is retired and idle. */
   inflight: number;
   retired: boolean;
@@ -34,7 +43,10 @@ export async function buildSnapshot(
   events: UpstreamEvents,
   cacheRunning: boolean,
   hooks?: ClientTestHooks,
+  authServices?: AuthServices,
 ): Promise<Snapshot> {
+  // First: it reads key files and awaits first JWKS fetches, and may fail before any client is opened.
+  const auth = await buildAuthFor(config, authServices);
   const buckets = new Map<string, BucketRuntime>();
   for (const bucket of config.buckets) {
     buckets.set(bucket.name, {
@@ -42,10 +54,21 @@ export async function buildSnapshot(
       upstream: new ReplicaSet(bucket, events, hooks),
       cors: bucket.cors ? buildCorsPolicy(bucket.cors) : null,
       cachePolicy: cacheRunning ? cachePolicyFor(bucket, config.cache) : null,
+      auth: auth.buckets.get(bucket.name) ?? null,
     });
   }
   const router = buildRouter([...buckets.values()].map((b) => [b.config.path_prefix, b] as const));
-  return { config, generation, router, buckets, inflight: 0, retired: false };
+  return { config, generation, router, buckets, adminAuth: auth.admin, auth, inflight: 0, retired: false };
+}
+
+async function buildAuthFor(config: KarasuConfig, services: AuthServices | undefined): Promise<SnapshotAuth> {
+  const needed = config.jwt !== null || config.buckets.some((b) => b.auth !== null);
+  if (!needed || !services) {
+    if (needed) throw new Error('buildSnapshot: JWT settings need AuthServices');
+    services?.jwks.retain(new Set()); // a reload that drops every JWKS URL stops their clients
+    return { buckets: new Map(), admin: null, jwks: [] };
+  }
+  return buildAuth(config, services);
 }
 
 export function closeSnapshot(snapshot: Snapshot): void {

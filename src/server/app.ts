@@ -6,15 +6,21 @@ import { errorBody, HttpError, methodNotAllowed, notFound } from '../http/errors
 import { requestIdFrom } from '../http/request-id.js';
 import { createMetrics, registerCacheMetrics, upstreamEvents, type Metrics } from '../observability/metrics.js';
 import { createContext, type RequestContext } from '../pipeline/context.js';
+import { sendError } from '../respond/respond.js';
 import { proxy } from '../pipeline/pipeline.js';
 import { checkRequestLimits } from '../protect/limits.js';
 import { buildSnapshot, releaseSnapshot, retireSnapshot, type Snapshot } from '../runtime/snapshot.js';
+import { createAuthServices } from '../auth/runtime.js';
 import type { ClientTestHooks } from '../upstream/s3-client.js';
 import { cacheShape } from '../cache/build.js';
 import type { FillContext } from '../cache/fill.js';
 import type { TieredCache } from '../cache/tiered.js';
 import type { Logger } from '../observability/logger.js';
 import { registerHealthRoutes } from './health.js';
+import { adminRoutes } from '../admin/routes.js';
+import { PrewarmManager } from '../admin/prewarm.js';
+import { replyFacts, type AuditLog } from '../audit/audit-log.js';
+import { Reloader } from '../reload/reloader.js';
 import { VERSION } from '../version.js';
 
 export interface KarasuOptions {
@@ -23,6 +29,10 @@ export interface KarasuOptions {
   cache: TieredCache | null;
   /** Only tests set these (see upstream/s3-client.ts). */
   clientHooks?: ClientTestHooks;
+  /** Opened before the server (files, sockets); flushed on close. */
+  audit?: AuditLog | null;
+  /** The environment `${VAR}`s are substituted from when the config file is reloaded (default: process.env). */
+  configEnv?: NodeJS.ProcessEnv;
 }
 
 export interface Karasu {
@@ -40,13 +50,20 @@ export interface Karasu {
   draining: boolean;
   inflight: number;
   startedAt: number;
+  readonly audit: AuditLog | null;
+  /** Reloads from `config.source`; null when the config was not loaded from a file. */
+  readonly reloader: Reloader | null;
+  /** Prewarm tasks; null when the cache is off. */
+  readonly prewarm: PrewarmManager | null;
 }
 
 const PROXY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const SERVED_FROM_CACHE = new Set(['HIT', 'STALE', 'REVALIDATED']);
 
 /** Paths Karasu answers itself; they bypass the concurrency cap so probes work under load. */
-const OWN_PATHS = /^\/(?:health|ready|metrics)(?:$|\?)/;
+const OWN_PATHS = new Set(['/health', '/ready', '/metrics']);
+/** The admin API, when it is served on the proxy listener: not capped either (purges under load). */
+const ADMIN_PATHS = /^\/admin(?:$|[/?])/;
 
 export async function createKarasu(config: KarasuConfig, options: KarasuOptions): Promise<Karasu> {
   const { logger } = options;
@@ -57,20 +74,34 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
     : null;
   if (options.cache) registerCacheMetrics(metrics, options.cache);
   const startShape = cacheShape(config.cache);
-  let snapshot = await buildSnapshot(config, 1, events, cache !== null, options.clientHooks);
+  // JWKS clients live as long as the instance: shared by every snapshot, stopped on close.
+  const auth = createAuthServices({ auth: metrics.authResults, jwksRefresh: metrics.jwksRefreshes }, logger);
+  let snapshot = await buildSnapshot(config, 1, events, cache !== null, options.clientHooks, auth).catch((err: unknown) => {
+    auth.close();
+    throw err;
+  });
   let reloading: Promise<unknown> = Promise.resolve();
   metrics.generation.set(1);
   // Node's parser gives up above this; the configured (reloadable) limits are checked below it.
   const parserHeaderCap = config.server.security_limits.max_header_size + config.server.security_limits.max_uri_length + 1024;
 
+  const adminHere = config.admin.port === null;
   const app = Fastify({
     loggerInstance: logger,
     // Karasu logs one line per request itself (see finish()), with the fields operators need.
     logController: new LogController({ disableRequestLogging: true }),
+    // No pino child per request (fastify's default): Karasu's log lines carry request_id themselves.
+    childLoggerFactory: (parent) => parent,
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers),
     routerOptions: { maxParamLength: 1 << 20 },
-    serverFactory: (handler) => http.createServer({ maxHeaderSize: parserHeaderCap }, handler),
+    // Proxy requests go straight to the pipeline; fastify serves Karasu's own endpoints. Fastify's
+    // per-request routing, hooks and request/reply objects cost more than the whole cache-hit path.
+    serverFactory: (fastifyHandler) =>
+      http.createServer({ maxHeaderSize: parserHeaderCap }, (req, res) => {
+        if (isOwnEndpoint(req.url ?? '/', adminHere)) fastifyHandler(req, res);
+        else handleProxy(karasu, req, res);
+      }),
     clientErrorHandler: (err: Error, socket: Socket) =>
       answerClientError(err as ParserError, socket, logger, snapshot.config.server.security_limits.max_uri_length),
     frameworkErrors: (err, request, reply) => {
@@ -94,7 +125,7 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
           needsRestart.push('server.security_limits (raised above the start-up header cap)');
         }
         if (cacheShape(next.cache) !== startShape) needsRestart.push('cache (tiers, sizes, Redis)');
-        const built = await buildSnapshot(next, previous.generation + 1, events, cache !== null, options.clientHooks);
+        const built = await buildSnapshot(next, previous.generation + 1, events, cache !== null, options.clientHooks, auth);
         snapshot = built;
         metrics.generation.set(built.generation);
         retireSnapshot(previous);
@@ -106,32 +137,30 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
     draining: false,
     inflight: 0,
     startedAt: Date.now(),
+    audit: options.audit ?? null,
+    reloader: null,
+    prewarm: cache ? new PrewarmManager({ fill: cache, snapshot: () => snapshot, log: logger.child({ component: 'prewarm' }) }) : null,
   };
+  if (config.source) (karasu as { reloader: Reloader | null }).reloader = new Reloader(karasu, config.source, options.configEnv);
+  if (karasu.audit) {
+    const audit = karasu.audit;
+    audit.registerMetrics(metrics.registry);
+    refusalAudit.set(app, (request, reply) =>
+      reply.raw.once('finish', () => audit.recordReply(replyFacts(request, reply, null), karasu.current().config.server.trusted_proxies)),
+    );
+  }
 
   app.addHook('onRequest', (request, reply, done) => {
     const limits = snapshot.config.server.security_limits;
-    const refused = checkRequestLimits(request.raw, limits) ?? overCapacity(karasu, request);
+    const refused = checkRequestLimits(request.raw, limits);
     if (!refused) return done();
     metrics.rejected.inc({ reason: refused.code });
     void replyError(reply, request.id, refused);
   });
 
   registerHealthRoutes(karasu);
+  if (adminHere) void app.register(adminRoutes, { karasu });
 
-  app.all(
-    '/*',
-    {
-      // Refused before Fastify would parse a body for methods that carry one (and answer 415).
-      onRequest: (request, reply, done) => {
-        if (PROXY_METHODS.has(request.method)) return done();
-        void replyError(reply, request.id, methodNotAllowed());
-      },
-    },
-    (request, reply) => {
-      reply.hijack();
-      void handleProxy(karasu, request, reply);
-    },
-  );
   app.setNotFoundHandler((request, reply) => {
     const err = PROXY_METHODS.has(request.method) ? notFound() : methodNotAllowed();
     void replyError(reply, request.id, err);
@@ -142,30 +171,45 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
     void replyError(reply, request.id, new HttpError(status, status >= 500 ? 'InternalError' : 'BadRequest', status >= 500 ? 'Karasu failed to handle the request' : error.message));
   });
   app.addHook('onClose', async () => {
+    await karasu.prewarm?.close();
+    auth.close();
     retireSnapshot(snapshot);
     await options.cache?.close();
   });
   return karasu;
 }
 
-function overCapacity(karasu: Karasu, request: FastifyRequest): HttpError | null {
-  if (OWN_PATHS.test(request.url)) return null;
-  if (karasu.inflight < karasu.current().config.server.max_concurrent_requests) return null;
+/** Proxy requests only: probes and the admin API must keep working under load. */
+function overCapacity(karasu: Karasu): HttpError | null {
+  if (karasu.draining) {
+    return new HttpError(503, 'ShuttingDown', 'Karasu is shutting down', { 'retry-after': '1', connection: 'close' });
+  }
+  if (karasu.inflight <= karasu.current().config.server.max_concurrent_requests) return null;
   return new HttpError(503, 'TooManyRequests', 'Karasu is at its limit of concurrent requests', { 'retry-after': '1' });
 }
 
-async function handleProxy(karasu: Karasu, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+/** Karasu's own endpoints, served by fastify; everything else is a proxy request. */
+function isOwnEndpoint(url: string, adminHere: boolean): boolean {
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  return OWN_PATHS.has(path) || (adminHere && ADMIN_PATHS.test(path));
+}
+
+/** The proxy's own entry point: protect (limits, capacity, draining), then the pipeline. */
+function handleProxy(karasu: Karasu, req: http.IncomingMessage, res: http.ServerResponse): void {
   const snapshot = karasu.current();
   snapshot.inflight++;
   karasu.inflight++;
   karasu.metrics.inflight.inc();
-  const ctx = createContext(request.raw, reply.raw, request.id, snapshot);
-  reply.raw.once('close', () => finish(karasu, ctx));
-  try {
-    await proxy(ctx, karasu.cache);
-  } catch (err) {
-    karasu.log.error({ err, request_id: ctx.id }, 'proxy failed');
+  const ctx = createContext(req, res, requestIdFrom(req.headers), snapshot);
+  res.once('close', () => finish(karasu, ctx));
+  const refused = checkRequestLimits(req, snapshot.config.server.security_limits) ?? overCapacity(karasu);
+  if (refused) {
+    karasu.metrics.rejected.inc({ reason: refused.code });
+    sendError(ctx, refused);
+    return;
   }
+  proxy(ctx, karasu.cache).catch((err: unknown) => karasu.log.error({ err, request_id: ctx.id }, 'proxy failed'));
 }
 
 /** The log phase: once per request, when the response is done or the client gone. */
@@ -185,6 +229,26 @@ function finish(karasu: Karasu, ctx: RequestContext): void {
     }
   }
   const complete = ctx.res.writableFinished;
+  const { audit } = karasu;
+  if (audit !== null) {
+    audit.record({
+      req: ctx.req,
+      id: ctx.id,
+      method: ctx.method,
+      path: ctx.pathname,
+      status,
+      bytesSent: ctx.bytesSent,
+      durationMs: seconds * 1000,
+      user: ctx.user,
+      bucket: ctx.bucket?.config.name ?? null,
+      objectKey: ctx.bucket ? ctx.key : null,
+      cacheStatus: ctx.cacheStatus,
+      cacheStatusHeader: ctx.cacheStatusHeader,
+      upstreamStatus: ctx.upstreamStatus,
+      complete,
+      trustedProxies: ctx.snapshot.config.server.trusted_proxies,
+    });
+  }
   if (status >= 500 || !complete) {
     karasu.log.warn(requestFields(ctx, status, seconds, complete), complete ? 'request failed' : 'response incomplete');
   } else if (status >= 400) {
@@ -193,6 +257,12 @@ function finish(karasu: Karasu, ctx: RequestContext): void {
     karasu.log.debug(requestFields(ctx, status, seconds, complete), 'request');
   }
 }
+
+/**
+ * Refusals Karasu answers before the proxy phase (limits, overload, 405, parse errors) are audited when
+ * they finish; proxied requests are audited from finish(), admin calls by the admin routes.
+ */
+const refusalAudit = new WeakMap<object, (request: FastifyRequest, reply: FastifyReply) => void>();
 
 function requestFields(ctx: RequestContext, status: number, seconds: number, complete: boolean) {
   return {
@@ -220,6 +290,7 @@ function overflowAnswer(raw: Buffer | undefined, maxUriLength: number): readonly
 }
 
 function replyError(reply: FastifyReply, requestId: string, err: HttpError) {
+  refusalAudit.get(reply.server)?.(reply.request, reply);
   if (err.headers) reply.headers(err.headers);
   return reply
     .code(err.status)

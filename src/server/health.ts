@@ -1,4 +1,5 @@
 import type { Karasu } from './app.js';
+import { authReadiness } from '../auth/runtime.js';
 import { VERSION } from '../version.js';
 
 export function registerHealthRoutes(karasu: Karasu): void {
@@ -14,8 +15,10 @@ export function registerHealthRoutes(karasu: Karasu): void {
 
   app.get('/ready', (request, reply) => {
     const snapshot = karasu.current();
-    const backends: Record<string, { status: string; replicas: Record<string, string> }> = {};
+    const backends: Record<string, { status: string; replicas: Record<string, string>; auth?: string }> = {};
     let anyDown = false;
+    // A bucket whose only keys come from a JWKS that never loaded cannot let anyone in: unavailable.
+    const auth = authReadiness(snapshot.auth);
     for (const [name, bucket] of snapshot.buckets) {
       const replicas: Record<string, string> = {};
       let open = 0;
@@ -26,6 +29,11 @@ export function registerHealthRoutes(karasu: Karasu): void {
       const status = open === 0 ? 'ready' : open < bucket.upstream.replicas.length ? 'degraded' : 'unavailable';
       if (status === 'unavailable') anyDown = true;
       backends[name] = { status, replicas };
+      if (bucket.auth) {
+        const keysMissing = auth.unavailableBuckets.has(name);
+        backends[name] = { status: keysMissing ? 'unavailable' : status, replicas, auth: keysMissing ? 'keys_unavailable' : 'ready' };
+        if (keysMissing) anyDown = true;
+      }
     }
     const status = karasu.draining ? 'draining' : anyDown ? 'unavailable' : 'ready';
     // A cache tier that is down (Redis) degrades hit ratios, not correctness: shown, but still ready.
@@ -36,7 +44,7 @@ export function registerHealthRoutes(karasu: Karasu): void {
       .code(status === 'ready' ? 200 : 503)
       .header('x-request-id', request.id)
       .header('cache-control', 'no-store')
-      .send({ status, config_generation: snapshot.generation, backends, cache });
+      .send({ status, config_generation: snapshot.generation, backends, cache, jwks: auth.jwks });
   });
 
   app.get('/metrics', async (request, reply) => {

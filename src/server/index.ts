@@ -2,6 +2,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { KarasuConfig } from '../config/types.js';
 import { createCache } from '../cache/build.js';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { adminRoutes } from '../admin/routes.js';
+import { AuditLog, type AuditOptions } from '../audit/audit-log.js';
+import { requestIdFrom } from '../http/request-id.js';
+import type { Logger } from '../observability/logger.js';
+import { watchConfigFile, type ConfigWatch } from '../reload/watch.js';
 import { createKarasu, type Karasu, type KarasuOptions } from './app.js';
 
 export interface RunningKarasu {
@@ -10,38 +16,120 @@ export interface RunningKarasu {
   port: number;
   /** The separate metrics listener's port, when `metrics.port` is set. */
   metricsPort: number | null;
+  /** The separate admin listener's port, when `admin.port` is set. */
+  adminPort: number | null;
   /** Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then closes everything. */
   close(timeoutMs?: number): Promise<void>;
 }
 
-export async function startKarasu(config: KarasuConfig, options: Omit<KarasuOptions, 'cache'>): Promise<RunningKarasu> {
+export interface StartOptions extends Omit<KarasuOptions, 'cache' | 'audit'> {
+  /** Reload when the config file (`config.source`) changes; `debounceMs` default 300. */
+  watch?: boolean | { debounceMs: number };
+  /** Tests only (see audit/audit-log.ts). */
+  auditOptions?: AuditOptions;
+}
+
+/** Seconds the audit outputs get to flush on shutdown, after the in-flight requests have ended. */
+const AUDIT_FLUSH_MS = 10_000;
+
+export async function startKarasu(config: KarasuConfig, options: StartOptions): Promise<RunningKarasu> {
   const cache = await createCache(config.cache, options.logger);
-  const karasu = await createKarasu(config, { ...options, cache });
+  let audit: AuditLog | null = null;
+  let karasu: Karasu;
+  try {
+    audit = await AuditLog.create(config.audit_log, options.logger, options.auditOptions);
+    karasu = await createKarasu(config, { ...options, cache, audit });
+  } catch (err) {
+    await audit?.close(0);
+    await cache?.close();
+    throw err;
+  }
   const { app } = karasu;
-  await app.listen({ host: config.server.address, port: config.server.port });
+  let adminApp: AdminApp | null = null;
+  try {
+    await app.listen({ host: config.server.address, port: config.server.port });
+    if (config.admin.port !== null) adminApp = await startAdminListener(karasu, config, options.logger);
+  } catch (err) {
+    await adminApp?.close();
+    await app.close();
+    await audit?.close(0);
+    throw err;
+  }
   const address = app.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const urlHost = host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host;
 
   const metricsServer = config.metrics.enabled && config.metrics.port !== null ? await startMetricsListener(karasu, config) : null;
+  let watcher: ConfigWatch | null = null;
+  if (options.watch && karasu.reloader) {
+    const reloader = karasu.reloader;
+    await reloader.prime();
+    const debounceMs = typeof options.watch === 'object' ? options.watch.debounceMs : 300;
+    watcher = watchConfigFile(reloader.file, () => void reloader.reload('watch'), debounceMs, (err) =>
+      options.logger.warn({ err, file: reloader.file }, 'config file watch failed; reload with SIGHUP or POST /admin/reload'),
+    );
+  }
+  let closing: Promise<void> | null = null;
 
   return {
     karasu,
     url: `http://${urlHost}:${address.port}`,
     port: address.port,
     metricsPort: metricsServer ? (metricsServer.address() as AddressInfo).port : null,
-    async close(timeoutMs = config.server.shutdown_timeout_seconds * 1000) {
-      karasu.draining = true;
-      metricsServer?.close();
-      const closed = app.close();
-      // Idle keep-alive sockets would hold the server open; busy ones finish their response first.
-      app.server.closeIdleConnections();
-      const deadline = setTimeout(() => app.server.closeAllConnections(), timeoutMs);
-      deadline.unref();
-      await closed;
-      clearTimeout(deadline);
+    adminPort: adminApp ? (adminApp.server.address() as AddressInfo).port : null,
+    close(timeoutMs = config.server.shutdown_timeout_seconds * 1000) {
+      closing ??= (async () => {
+        // /ready answers 503 from here on; new connections are refused once app.close() has run.
+        karasu.draining = true;
+        watcher?.close();
+        metricsServer?.close();
+        const adminClosed = adminApp?.close();
+        adminApp?.server.closeIdleConnections();
+        const closed = app.close();
+        // Idle keep-alive sockets would hold the server open; busy ones finish their response first.
+        app.server.closeIdleConnections();
+        const deadline = setTimeout(() => {
+          app.server.closeAllConnections();
+          adminApp?.server.closeAllConnections();
+        }, timeoutMs);
+        deadline.unref();
+        await closed;
+        await adminClosed;
+        clearTimeout(deadline);
+        // Responses cut at the deadline are logged (and audited) on their 'close' event: let those run.
+        await new Promise((r) => setImmediate(r));
+        await audit?.close(AUDIT_FLUSH_MS);
+      })();
+      return closing;
     },
   };
+}
+
+/** `admin.port`: the admin API on its own listener, and only there. */
+type AdminApp = FastifyInstance<http.Server, http.IncomingMessage, http.ServerResponse, Logger>;
+
+async function startAdminListener(karasu: Karasu, config: KarasuConfig, logger: Logger): Promise<AdminApp> {
+  const admin = Fastify({
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: (parent) => parent,
+    requestIdHeader: false,
+    genReqId: (req) => requestIdFrom(req.headers),
+  });
+  await admin.register(adminRoutes, { karasu });
+  admin.setNotFoundHandler((request, reply) => {
+    void reply
+      .code(404)
+      .header('x-request-id', request.id)
+      .send({ status: 'error', error: 'NotFound', message: 'The admin listener serves /admin/* only', request_id: request.id });
+  });
+  try {
+    await admin.listen({ host: config.admin.address, port: config.admin.port! });
+  } catch (err) {
+    await admin.close();
+    throw err;
+  }
+  return admin;
 }
 
 async function startMetricsListener(karasu: Karasu, config: KarasuConfig): Promise<http.Server> {

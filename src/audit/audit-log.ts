@@ -1,0 +1,163 @@
+// The audit log: one JSON line per request, fanned out to the configured outputs. Recording costs one
+// object and one JSON.stringify on the request's log phase; the outputs queue and write on their own,
+// so a slow disk, syslog server or bucket never holds a request (lines beyond their buffers are dropped,
+// counted in `karasu_audit_lines_total{result="dropped"}` and logged).
+import client from 'prom-client';
+import type { IncomingMessage } from 'node:http';
+import type { AuditConfig } from '../config/types.js';
+import type { Logger } from '../observability/logger.js';
+import { FileSink, type FileSinkOptions } from './file.js';
+import { recordLine, SEVERITY, severityOf, type RequestFacts } from './record.js';
+import { S3ExportSink, type S3SinkOptions } from './s3.js';
+import type { AuditSink } from './sink.js';
+import { createSyslogSink } from './syslog.js';
+
+export interface AuditOptions {
+  file?: FileSinkOptions;
+  s3?: S3SinkOptions;
+}
+
+/** What the log phase knows about a request that Karasu answered without proxying it (admin, errors). */
+export interface ReplyFacts {
+  req: IncomingMessage;
+  id: string;
+  method: string;
+  url: string;
+  status: number;
+  bytesSent: number;
+  durationMs: number;
+  user: string | null;
+  complete: boolean;
+}
+
+const DROP_REPORT_MS = 10_000;
+
+/** What an answered Fastify request (not proxied) tells the audit log. */
+export function replyFacts(
+  request: { raw: IncomingMessage; id: string; method: string; url: string },
+  reply: { statusCode: number; elapsedTime: number; getHeader(name: string): unknown },
+  user: string | null,
+): ReplyFacts {
+  const length = Number(reply.getHeader('content-length'));
+  return {
+    req: request.raw,
+    id: request.id,
+    method: request.method,
+    url: request.url,
+    status: reply.statusCode,
+    bytesSent: request.method === 'HEAD' || !Number.isFinite(length) ? 0 : length,
+    durationMs: reply.elapsedTime,
+    user,
+    complete: true,
+  };
+}
+
+export class AuditLog {
+  private readonly minSeverity: number;
+  private reported = new Map<AuditSink, number>();
+  private readonly reporter: NodeJS.Timeout;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    readonly config: AuditConfig,
+    readonly sinks: readonly AuditSink[],
+    private readonly log: Logger,
+  ) {
+    this.minSeverity = SEVERITY[config.log_level];
+    this.reporter = setInterval(() => this.reportDrops(), DROP_REPORT_MS);
+    this.reporter.unref();
+  }
+
+  /** Null when the audit log is off. Fails when an output cannot be opened (the file's directory…). */
+  static async create(config: AuditConfig, log: Logger, options: AuditOptions = {}): Promise<AuditLog | null> {
+    if (!config.enabled) return null;
+    const alog = log.child({ component: 'audit' });
+    const sinks: AuditSink[] = [];
+    try {
+      for (const output of config.outputs) {
+        if (output === 'file') sinks.push(await FileSink.open(config.file!, alog, options.file));
+        else if (output === 'syslog') sinks.push(createSyslogSink(config.syslog!, alog));
+        else sinks.push(new S3ExportSink(config.s3_export!, alog, options.s3));
+      }
+    } catch (err) {
+      await Promise.all(sinks.map((s) => s.close(Date.now())));
+      throw err;
+    }
+    return new AuditLog(config, sinks, alog);
+  }
+
+  /** Proxied requests, from the log phase. */
+  record(facts: RequestFacts): void {
+    const severity = severityOf(facts.status);
+    if (severity > this.minSeverity) return;
+    const now = Date.now();
+    const line = recordLine(facts, now);
+    for (const sink of this.sinks) sink.write(line, severity, now);
+  }
+
+  /** Requests Karasu answered itself (admin API, refusals before routing). */
+  recordReply(f: ReplyFacts, trustedProxies: readonly string[]): void {
+    const q = f.url.indexOf('?');
+    this.record({
+      req: f.req,
+      id: f.id,
+      method: f.method,
+      path: q === -1 ? f.url : f.url.slice(0, q),
+      status: f.status,
+      bytesSent: f.bytesSent,
+      durationMs: f.durationMs,
+      user: f.user,
+      bucket: null,
+      objectKey: null,
+      cacheStatus: null,
+      cacheStatusHeader: null,
+      upstreamStatus: null,
+      complete: f.complete,
+      trustedProxies,
+    });
+  }
+
+  registerMetrics(registry: client.Registry): void {
+    const sinks = this.sinks;
+    const seen = new Map<string, number>();
+    new client.Counter({
+      name: 'karasu_audit_lines_total',
+      help: 'Audit lines by output and result: written (handed to the destination) or dropped (back-pressure, failures, shutdown deadline)',
+      labelNames: ['output', 'result'] as const,
+      registers: [registry],
+      collect() {
+        for (const sink of sinks) {
+          for (const [result, value] of [['written', sink.written], ['dropped', sink.dropped]] as const) {
+            const id = `${sink.output}/${result}`;
+            const delta = value - (seen.get(id) ?? 0);
+            seen.set(id, value);
+            // Always touched, so both series exist from the first scrape.
+            this.inc({ output: sink.output, result }, Math.max(0, delta));
+          }
+        }
+      },
+    });
+  }
+
+  /** Flushes every output, waiting at most `timeoutMs`. Idempotent. */
+  close(timeoutMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.reporter);
+      const deadline = Date.now() + timeoutMs;
+      await Promise.all(this.sinks.map((s) => s.close(deadline).catch((err) => this.log.error({ err, output: s.output }, 'audit output failed to close'))));
+      this.reportDrops();
+      this.log.info(Object.fromEntries(this.sinks.map((s) => [s.output, { written: s.written, dropped: s.dropped }])), 'audit log flushed');
+    })();
+    return this.closing;
+  }
+
+  private reportDrops(): void {
+    for (const sink of this.sinks) {
+      const before = this.reported.get(sink) ?? 0;
+      if (sink.dropped > before) {
+        this.log.warn({ output: sink.output, dropped: sink.dropped - before, dropped_total: sink.dropped }, 'audit lines dropped: the output fell behind or failed');
+        this.reported.set(sink, sink.dropped);
+      }
+    }
+  }
+}

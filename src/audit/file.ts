@@ -1,0 +1,162 @@
+// Audit lines appended to a file, rotated by size or daily, keeping `max_backup_files` rotated files.
+// Rotation is rotating-file-stream's job (renames, the kept-files history, rotating while writes
+// continue); this side batches lines per event-loop turn and bounds what waits in memory.
+import { mkdir, open } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import { createStream, type RotatingFileStream } from 'rotating-file-stream';
+import type { AuditFileConfig } from '../config/types.js';
+import type { Logger } from '../observability/logger.js';
+import { waitUntil, type AuditSink } from './sink.js';
+
+const MB = 1024 * 1024;
+const REOPEN_MS = 5000;
+/**
+ * Lines are encoded at once into a batch buffer (so the line strings die young instead of being
+ * promoted by the GC while they wait), written when the batch is full or FLUSH_MS after its first line.
+ */
+const BATCH_BYTES = 64 * 1024;
+const FLUSH_MS = 100;
+
+export interface FileSinkOptions {
+  /** Tests only: the rotation interval used for `daily` (rotating-file-stream syntax, e.g. '1s'). */
+  dailyInterval?: string;
+}
+
+/** `audit.jsonl` rotated at 2026-01-02 15:04:05.123 → `audit.20260102_150405_123000.jsonl` (Yatagarasu's form). */
+export function backupName(file: string, time: Date, index: number): string {
+  const ext = extname(file);
+  const stem = basename(file, ext);
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  const stamp =
+    `${time.getUTCFullYear()}${p(time.getUTCMonth() + 1)}${p(time.getUTCDate())}_` +
+    `${p(time.getUTCHours())}${p(time.getUTCMinutes())}${p(time.getUTCSeconds())}_${p(time.getUTCMilliseconds() * 1000, 6)}`;
+  return `${stem}.${stamp}${index > 1 ? `-${index}` : ''}${ext}`;
+}
+
+export class FileSink implements AuditSink {
+  readonly output = 'file' as const;
+  written = 0;
+  dropped = 0;
+  private stream: RotatingFileStream | null = null;
+  private batch: Buffer;
+  private used = 0;
+  private lines = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private reopenTimer: NodeJS.Timeout | null = null;
+
+  private constructor(
+    private readonly config: AuditFileConfig,
+    private readonly log: Logger,
+    private readonly options: FileSinkOptions,
+  ) {
+    this.batch = Buffer.allocUnsafe(this.batchSize);
+  }
+
+  /** Bytes per write: a batch, or half the memory budget when that is smaller. */
+  private get batchSize(): number {
+    return Math.max(1024, Math.min(BATCH_BYTES, Math.floor(this.config.buffer_size / 2)));
+  }
+
+  /** Fails (at start-up, with the reason) when the file cannot be created or appended to. */
+  static async open(config: AuditFileConfig, log: Logger, options: FileSinkOptions = {}): Promise<FileSink> {
+    await mkdir(dirname(config.path), { recursive: true });
+    await (await open(config.path, 'a')).close();
+    const sink = new FileSink(config, log, options);
+    sink.stream = sink.createStream();
+    return sink;
+  }
+
+  write(line: string): void {
+    // At most 3 bytes of UTF-8 per UTF-16 unit: a cheap upper bound of the encoded size.
+    const most = line.length * 3;
+    if (this.closed || this.stream === null || this.used + this.stream.writableLength + line.length > this.config.buffer_size) {
+      this.dropped++;
+      return;
+    }
+    if (this.used + most > this.batch.length) {
+      this.flush();
+      if (most > this.batch.length) {
+        // A line larger than a batch (huge headers): written on its own.
+        this.stream.write(line);
+        this.written++;
+        return;
+      }
+    }
+    this.used += this.batch.write(line, this.used);
+    this.lines++;
+    if (this.timer === null) {
+      this.timer = setTimeout(this.flush, FLUSH_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** One write per batch (64 KiB or 100 ms), whatever the number of requests that ended in it. */
+  private readonly flush = (): void => {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.lines === 0) return;
+    const data = this.batch.subarray(0, this.used);
+    const lines = this.lines;
+    this.batch = Buffer.allocUnsafe(this.batchSize);
+    this.used = 0;
+    this.lines = 0;
+    if (this.stream === null) {
+      this.dropped += lines;
+      return;
+    }
+    this.stream.write(data);
+    this.written += lines;
+  };
+
+  async close(deadline: number): Promise<void> {
+    this.flush();
+    this.closed = true;
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    const stream = this.stream;
+    this.stream = null;
+    if (!stream) return;
+    const ended = new Promise<void>((resolve) => {
+      stream.once('finish', resolve);
+      stream.once('error', () => resolve());
+      stream.end();
+    });
+    let finished = false;
+    void ended.then(() => (finished = true));
+    if (!(await waitUntil(() => finished, deadline))) {
+      this.log.error({ path: this.config.path, unwritten_bytes: stream.writableLength }, 'audit file: shutdown deadline reached before every line was written');
+      stream.destroy();
+    }
+  }
+
+  private createStream(): RotatingFileStream {
+    const { path, max_backup_files, max_file_size_mb, rotation_policy } = this.config;
+    const file = basename(path);
+    const rotation =
+      rotation_policy === 'daily'
+        ? { interval: this.options.dailyInterval ?? '1d', intervalBoundary: true, intervalUTC: true, initialRotation: true }
+        : { size: `${Math.max(1, Math.round(max_file_size_mb * MB))}B` };
+    const stream = createStream((time: Date | number | null, index?: number) => (time instanceof Date ? backupName(file, time, index ?? 1) : file), {
+      path: dirname(path),
+      maxFiles: max_backup_files,
+      history: join(`.${file}.history`),
+      ...rotation,
+    });
+    stream.on('warning', (err: Error) => this.log.warn({ err, path }, 'audit file rotation warning'));
+    stream.on('error', (err: Error) => {
+      this.log.error({ err, path }, 'audit file write failed; retrying in 5 s (lines are dropped meanwhile)');
+      if (this.stream === stream) this.stream = null;
+      stream.destroy();
+      if (!this.closed) {
+        this.reopenTimer = setTimeout(() => {
+          this.reopenTimer = null;
+          if (!this.closed) this.stream = this.createStream();
+        }, REOPEN_MS);
+        this.reopenTimer.unref();
+      }
+    });
+    return stream;
+  }
+}

@@ -1,0 +1,137 @@
+// One audit record per request (PRODUCT §6), serialised as one JSON line.
+import type { IncomingMessage } from 'node:http';
+import { trustedProxies } from '../http/client-ip.js';
+import { headerText, redactUrl } from './redact.js';
+
+export interface AuditRecord {
+  /** When the response ended (ISO 8601, UTC). */
+  timestamp: string;
+  request_id: string;
+  /** The peer, or the client named by X-Forwarded-For when the peer is in `server.trusted_proxies`. */
+  client_ip: string;
+  /** JWT `sub` of the caller (or of the admin), null when the request carried no verified token. */
+  user: string | null;
+  /** Karasu bucket name (config), null when no bucket matched. */
+  bucket: string | null;
+  object_key: string | null;
+  method: string;
+  /** Path as sent, without the query string (which may carry tokens). */
+  path: string;
+  /** The Range header, when the client sent one. */
+  range: string | null;
+  status: number;
+  bytes_sent: number;
+  duration_ms: number;
+  /** hit, miss, stale, revalidated, bypass; null when the bucket is not cached or nothing was looked up. */
+  cache_status: string | null;
+  /** The tier that answered a hit (memory, disk, redis). */
+  cache_tier: string | null;
+  upstream_status: number | null;
+  user_agent: string | null;
+  referer: string | null;
+  /** False when the response was cut short (client gone, upstream failure mid-body, shutdown deadline). */
+  complete: boolean;
+}
+
+export interface RequestFacts {
+  req: IncomingMessage;
+  id: string;
+  method: string;
+  /** No query string. */
+  path: string;
+  status: number;
+  bytesSent: number;
+  durationMs: number;
+  user: string | null;
+  bucket: string | null;
+  objectKey: string | null;
+  /** X-Cache value (HIT, MISS, …). */
+  cacheStatus: string | null;
+  /** RFC 9211 Cache-Status value: its `detail=` names the tier on hits. */
+  cacheStatusHeader: string | null;
+  upstreamStatus: number | null;
+  complete: boolean;
+  trustedProxies: readonly string[];
+}
+
+/** syslog severities (RFC 5424): the audit `log_level` filters on these. */
+export const SEVERITY = { error: 3, warn: 4, info: 6 } as const;
+
+export function severityOf(status: number): number {
+  return status >= 500 ? SEVERITY.error : status >= 400 ? SEVERITY.warn : SEVERITY.info;
+}
+
+const TIER = /detail=(memory|disk|redis)\b/;
+const FWD_STATUS = /fwd-status=(\d{3})/;
+
+/** S3's status: set by the responder, or — for a cache fill shared by several clients — the `fwd-status` of Cache-Status. */
+function upstreamStatus(f: RequestFacts): number | null {
+  if (f.upstreamStatus !== null) return f.upstreamStatus;
+  const m = f.cacheStatusHeader === null ? null : FWD_STATUS.exec(f.cacheStatusHeader);
+  return m ? Number(m[1]) : null;
+}
+
+const q = JSON.stringify;
+/** Request ids are sane tokens (http/request-id.ts) and methods HTTP tokens: nothing to escape. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z:-]*$/;
+const token = (v: string): string => (TOKEN.test(v) ? `"${v}"` : q(v));
+let isoAt = -1;
+let iso = '';
+/** One Date per millisecond, whatever the number of requests ending in it. */
+function isoTime(now: number): string {
+  if (now !== isoAt) {
+    isoAt = now;
+    iso = new Date(now).toISOString();
+  }
+  return iso;
+}
+const orNull = (v: string | null): string => (v === null ? 'null' : q(v));
+
+/**
+ * The record as one JSON line, written out field by field: the same text as
+ * `JSON.stringify(buildRecord(f, now))`, without building the object first (the log phase is hot).
+ */
+export function recordLine(f: RequestFacts, now = Date.now()): string {
+  const headers = f.req.headers;
+  const referer = headers.referer ?? headers.referrer;
+  const hit = f.cacheStatus === 'HIT' || f.cacheStatus === 'STALE';
+  const tier = hit && f.cacheStatusHeader ? (TIER.exec(f.cacheStatusHeader)?.[1] ?? null) : null;
+  const upstream = upstreamStatus(f);
+  return (
+    `{"timestamp":"${isoTime(now)}","request_id":${token(f.id)}` +
+    `,"client_ip":${q(trustedProxies(f.trustedProxies).clientIp(f.req.socket?.remoteAddress, headers['x-forwarded-for']))}` +
+    `,"user":${orNull(f.user)},"bucket":${orNull(f.bucket)},"object_key":${orNull(f.objectKey)}` +
+    `,"method":${token(f.method)},"path":${q(f.path)},"range":${orNull(headerText(headers.range))}` +
+    `,"status":${f.status},"bytes_sent":${f.bytesSent},"duration_ms":${Math.round(f.durationMs * 100) / 100}` +
+    `,"cache_status":${f.cacheStatus === null ? 'null' : q(f.cacheStatus.toLowerCase())},"cache_tier":${orNull(tier)}` +
+    `,"upstream_status":${upstream === null ? 'null' : upstream}` +
+    `,"user_agent":${orNull(headerText(headers['user-agent']))},"referer":${typeof referer === 'string' ? q(redactUrl(referer)) : 'null'}` +
+    `,"complete":${f.complete}}\n`
+  );
+}
+
+export function buildRecord(f: RequestFacts, now = Date.now()): AuditRecord {
+  const headers = f.req.headers;
+  const referer = headers.referer ?? headers.referrer;
+  const hit = f.cacheStatus === 'HIT' || f.cacheStatus === 'STALE';
+  return {
+    timestamp: new Date(now).toISOString(),
+    request_id: f.id,
+    client_ip: trustedProxies(f.trustedProxies).clientIp(f.req.socket?.remoteAddress, headers['x-forwarded-for']),
+    user: f.user,
+    bucket: f.bucket,
+    object_key: f.objectKey,
+    method: f.method,
+    path: f.path,
+    range: headerText(headers.range),
+    status: f.status,
+    bytes_sent: f.bytesSent,
+    duration_ms: Math.round(f.durationMs * 100) / 100,
+    cache_status: f.cacheStatus === null ? null : f.cacheStatus.toLowerCase(),
+    cache_tier: hit && f.cacheStatusHeader ? (TIER.exec(f.cacheStatusHeader)?.[1] ?? null) : null,
+    upstream_status: upstreamStatus(f),
+    user_agent: headerText(headers['user-agent']),
+    referer: typeof referer === 'string' ? redactUrl(referer) : null,
+    complete: f.complete,
+  };
+}
