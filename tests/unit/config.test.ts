@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -874,9 +874,13 @@ describe('top-level Yatagarasu blocks', () => {
 describe('loadConfigFile', () => {
   it('reads the file and records its absolute path', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'karasu-config-'));
-    const file = join(dir, 'k.yaml');
-    await writeFile(file, BUCKETS);
-    const { config } = await loadConfigFile(file, {});
-    assert.equal(config.source, file);
+    try {
+      const file = join(dir, 'k.yaml');
+      await writeFile(file, BUCKETS);
+      const { config } = await loadConfigFile(file, {});
+      assert.equal(config.source, file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
