@@ -11,6 +11,7 @@ import {
   resolveRange,
   unsatisfiedRangeHeader,
   type ByteRange,
+  type RangeSpec,
 } from '../http/range.js';
 import { clientGone, type RequestContext } from '../pipeline/context.js';
 import type { UpstreamRequest, UpstreamResponse } from '../upstream/replica-set.js';
@@ -77,15 +78,8 @@ export async function serveFromUpstream(ctx: RequestContext): Promise<void> {
     return sendHead(ctx, 304, notModifiedHeaders(headers));
   }
 
-  const size = representationSize(response);
-  if (spec && size !== null && ifRangeAllows(ctx.req.headers['if-range'] as string | undefined, validators)) {
-    const wanted = resolveRange(spec, size);
-    if (!wanted) {
-      response.body?.destroy();
-      return rangeNotSatisfiable(ctx, size);
-    }
-    return sendRange(ctx, response, headers, wanted, size, request, timeoutMs);
-  }
+  const rangeAllowed = spec !== null && ifRangeAllows(ctx.req.headers['if-range'] as string | undefined, validators);
+  if (rangeAllowed && (await answerRange(ctx, response, headers, spec, request, timeoutMs))) return;
   if (response.status === 206) {
     // If-Range failed, or the backend's Content-Range was unreadable: fetch the whole representation
     // and decide again on it (a readable size may still make the range unsatisfiable, e.g. 0 bytes).
@@ -93,17 +87,30 @@ export async function serveFromUpstream(ctx: RequestContext): Promise<void> {
     response = await bucket.upstream.send({ ...request, range: undefined }, timeoutMs);
     note(ctx, response);
     if (response.status !== 200) return sendError(ctx, s3Error(response));
-    const full = representationSize(response);
-    if (spec && full !== null && ifRangeAllows(ctx.req.headers['if-range'] as string | undefined, validators)) {
-      const wanted = resolveRange(spec, full);
-      if (!wanted) {
-        response.body?.destroy();
-        return rangeNotSatisfiable(ctx, full);
-      }
-      return sendRange(ctx, response, objectHeaders(response.headers), wanted, full, request, timeoutMs);
-    }
+    if (rangeAllowed && (await answerRange(ctx, response, objectHeaders(response.headers), spec, request, timeoutMs))) return;
   }
   return sendWhole(ctx, response, objectHeaders(response.headers));
+}
+
+/** Answers the range (206 or 416) when the representation's size is known; false when it is not. */
+async function answerRange(
+  ctx: RequestContext,
+  response: UpstreamResponse,
+  headers: Record<string, string>,
+  spec: RangeSpec,
+  request: UpstreamRequest,
+  timeoutMs: number,
+): Promise<boolean> {
+  const size = representationSize(response);
+  if (size === null) return false;
+  const wanted = resolveRange(spec, size);
+  if (!wanted) {
+    response.body?.destroy();
+    rangeNotSatisfiable(ctx, size);
+    return true;
+  }
+  await sendRange(ctx, response, headers, wanted, size, request, timeoutMs);
+  return true;
 }
 
 async function sendRange(

@@ -113,12 +113,40 @@ export class ReplicaSet {
     return this.sendWithRetries(normalised, requestTimeoutMs);
   }
 
-  private async sendWithRetries(request: UpstreamRequest, requestTimeoutMs: number): Promise<UpstreamResponse> {
+  private sendWithRetries(request: UpstreamRequest, requestTimeoutMs: number): Promise<UpstreamResponse> {
+    return this.withFailover(request.signal, (replica) => this.attempt(replica, request, Math.min(replica.timeoutMs, requestTimeoutMs)), () => ({
+      timeout: 'The storage backend did not answer in time',
+      failed: 'The storage backend failed to answer',
+    }));
+  }
+
+  /**
+   * One page of ListObjectsV2 (prewarm). Paged with `startAfter` (the last key seen), not a continuation
+   * token, so a page can come from another replica after a failover. Same failover and retries as send().
+   */
+  list(request: ListRequest, timeoutMs: number): Promise<ListPage> {
+    return this.withFailover(request.signal, (replica) => this.listPage(replica, request, Math.min(replica.timeoutMs, timeoutMs)), (last) => ({
+      timeout: 'The storage backend did not answer the listing in time',
+      failed: `The storage backend failed to list objects (${last?.message ?? 'unknown error'})`,
+    }));
+  }
+
+  /**
+   * Replicas in priority order, skipping those whose breaker is open; a pass in which every replica
+   * failed is retried with exponential backoff and full jitter, up to `retry.max_attempts` passes. Every
+   * outcome feeds the replica's breaker. Only AttemptFailures are retried; anything else (an answer S3
+   * gave, the client leaving) ends the request at once.
+   */
+  private async withFailover<T>(
+    signal: AbortSignal,
+    attempt: (replica: Replica) => Promise<T>,
+    messages: (last: AttemptFailure | null) => { timeout: string; failed: string },
+  ): Promise<T> {
     const { retry } = this.config.s3;
     let lastFailure: AttemptFailure | null = null;
     let previous: Replica | null = null;
     for (let pass = 0; pass < Math.max(1, retry.max_attempts); pass++) {
-      if (pass > 0) await backoff(pass, retry.initial_backoff_ms, retry.max_backoff_ms, request.signal);
+      if (pass > 0) await backoff(pass, retry.initial_backoff_ms, retry.max_backoff_ms, signal);
       let tried = 0;
       for (const replica of this.replicas) {
         if (!replica.breaker.tryAcquire()) continue;
@@ -126,13 +154,12 @@ export class ReplicaSet {
         if (previous && previous !== replica) this.events.failover(this.config.name, previous.name, replica.name);
         previous = replica;
         try {
-          const response = await this.attempt(replica, request, Math.min(replica.timeoutMs, requestTimeoutMs));
+          const result = await attempt(replica);
           replica.breaker.recordSuccess();
           this.events.attempt(this.config.name, replica.name, 'ok');
-          return response;
+          return result;
         } catch (err) {
-          if (request.signal.aborted) throw err;
-          if (!(err instanceof AttemptFailure)) throw err;
+          if (signal.aborted || !(err instanceof AttemptFailure)) throw err;
           replica.breaker.recordFailure();
           this.events.attempt(this.config.name, replica.name, err.kind);
           lastFailure = err;
@@ -140,59 +167,35 @@ export class ReplicaSet {
       }
       if (tried === 0 && !lastFailure) throw this.allOpen();
     }
-    if (lastFailure?.kind === 'timeout') {
-      throw new HttpError(504, 'UpstreamTimeout', 'The storage backend did not answer in time');
-    }
-    throw new HttpError(502, 'BadGateway', 'The storage backend failed to answer');
+    const { timeout, failed } = messages(lastFailure);
+    if (lastFailure?.kind === 'timeout') throw new HttpError(504, 'UpstreamTimeout', timeout);
+    throw new HttpError(502, 'BadGateway', failed);
   }
 
-  /**
-   * One page of ListObjectsV2 (prewarm). Paged with `startAfter` (the last key seen), not a continuation
-   * token, so a page can come from another replica after a failover. Same failover and retries as send().
-   */
-  async list(request: ListRequest, timeoutMs: number): Promise<ListPage> {
-    const { retry } = this.config.s3;
-    let lastFailure: AttemptFailure | null = null;
-    for (let pass = 0; pass < Math.max(1, retry.max_attempts); pass++) {
-      if (pass > 0) await backoff(pass, retry.initial_backoff_ms, retry.max_backoff_ms, request.signal);
-      let tried = 0;
-      for (const replica of this.replicas) {
-        if (!replica.breaker.tryAcquire()) continue;
-        tried++;
-        const timer = AbortSignal.timeout(Math.min(replica.timeoutMs, timeoutMs));
-        try {
-          const output = await replica.client.send(
-            new ListObjectsV2Command({
-              Bucket: replica.bucket,
-              Prefix: request.prefix || undefined,
-              StartAfter: request.startAfter,
-              Delimiter: request.delimiter,
-              MaxKeys: request.maxKeys,
-            }),
-            { abortSignal: AbortSignal.any([request.signal, timer]) },
-          );
-          replica.breaker.recordSuccess();
-          this.events.attempt(this.config.name, replica.name, 'ok');
-          const keys = (output.Contents ?? []).filter((o) => o.Key !== undefined).map((o) => ({ key: o.Key!, size: o.Size ?? 0 }));
-          return { keys, truncated: output.IsTruncated === true };
-        } catch (err) {
-          if (request.signal.aborted) throw err;
-          const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-          if (status && status < 500) {
-            throw new HttpError(status, (err as { name?: string }).name ?? 'ListFailed', `listing failed: S3 answered ${status}`);
-          }
-          const failure = timer.aborted
-            ? new AttemptFailure('timeout', `no answer from ${replica.name}`)
-            : new AttemptFailure(status ? 'http_5xx' : 'error', `${replica.name}: ${(err as Error).message}`);
-          replica.breaker.recordFailure();
-          this.events.attempt(this.config.name, replica.name, failure.kind);
-          lastFailure = failure;
-        }
+  private async listPage(replica: Replica, request: ListRequest, timeoutMs: number): Promise<ListPage> {
+    const timer = AbortSignal.timeout(timeoutMs);
+    try {
+      const output = await replica.client.send(
+        new ListObjectsV2Command({
+          Bucket: replica.bucket,
+          Prefix: request.prefix || undefined,
+          StartAfter: request.startAfter,
+          Delimiter: request.delimiter,
+          MaxKeys: request.maxKeys,
+        }),
+        { abortSignal: AbortSignal.any([request.signal, timer]) },
+      );
+      const keys = (output.Contents ?? []).filter((o) => o.Key !== undefined).map((o) => ({ key: o.Key!, size: o.Size ?? 0 }));
+      return { keys, truncated: output.IsTruncated === true };
+    } catch (err) {
+      if (request.signal.aborted) throw err;
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status && status < 500) {
+        throw new HttpError(status, (err as { name?: string }).name ?? 'ListFailed', `listing failed: S3 answered ${status}`);
       }
-      if (tried === 0 && !lastFailure) throw this.allOpen();
+      if (timer.aborted) throw new AttemptFailure('timeout', `no answer from ${replica.name}`);
+      throw new AttemptFailure(status ? 'http_5xx' : 'error', `${replica.name}: ${(err as Error).message}`);
     }
-    if (lastFailure?.kind === 'timeout') throw new HttpError(504, 'UpstreamTimeout', 'The storage backend did not answer the listing in time');
-    throw new HttpError(502, 'BadGateway', `The storage backend failed to list objects (${lastFailure?.message ?? 'unknown error'})`);
   }
 
   close(): void {
