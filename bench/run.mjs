@@ -5,26 +5,33 @@
 //   hot-hit   cache warmed: Karasu vs nginx proxy_cache, 1 worker (1 KiB, 16 KiB, 1 MiB);
 //             targets Karasu/nginx >= 0.8 (1–16 KiB) and >= 2 (1 MiB), per core
 //   big       one 256 MiB GET, direct vs Karasu: TTFB, total (ratio <= 2), Karasu peak RSS growth (<= 64 MiB)
+//   hot-hit-auth   Karasu hot hits (1 KiB, memory tier) on a public bucket vs an HS256- and an ES256-protected
+//                  bucket of the same process, one token per scheme on every request; target >= 0.9 each
+//   hot-hit-audit  Karasu hot hits (1 KiB) without vs with the audit log to a file; target >= 0.9, and the
+//                  audit lines written are counted against the requests answered
 //
 // Rounds are interleaved (A B, then B A, …) so machine drift cancels; the table shows medians over rounds.
-// With taskset and >= 2 CPUs the load generator runs on CPU 0; the process under test gets CPU 1 in hot-hit,
+// With taskset and >= 2 CPUs the load generator runs on CPU 0; the process under test gets CPU 1 in hot-hit*,
 // s3rver gets CPU 1 in all-miss/big (the origin is "another machine"). wrk is used when installed, else a
 // Node keep-alive client. nginx columns are skipped (with a note) when nginx is not installed.
 // See docs/benchmarks.md.
-import { readFileSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, readFileSync, readdirSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
+import { SignJWT, exportSPKI, generateKeyPair } from 'jose';
 import { startKarasu, ROOT } from './lib/karasu.mjs';
 import { runLoad } from './lib/load.mjs';
 import { nginxVersion, startNginx } from './lib/nginx.mjs';
 import { aggregate, bigTable, comparisonTable, median } from './lib/report.mjs';
 import { BUCKET, fetchDigest, putRandomObject, startS3rver } from './lib/s3.mjs';
-import { CLK_TCK, groupCpuTicks, hasCommand, killAllSync, repin, rssKiB, stopAll, stopChild } from './lib/procs.mjs';
+import { CLK_TCK, groupCpuTicks, hasCommand, killAllSync, repin, rssKiB, sleep, stopAll, stopChild } from './lib/procs.mjs';
 
-const SCENARIOS = ['all-miss', 'hot-hit', 'big'];
+const SCENARIOS = ['all-miss', 'hot-hit', 'big', 'hot-hit-auth', 'hot-hit-audit'];
 const SIZES = { '1k': 1024, '16k': 16 * 1024, '1m': 1024 * 1024, '256m': 256 * 1024 * 1024 };
 const MiB = 1024 * 1024;
 
@@ -90,6 +97,8 @@ function estimateSeconds(o) {
   if (o.only.includes('all-miss')) s += 2 * 2 * perPair + 5;
   if (o.only.includes('hot-hit')) s += 3 * 2 * perPair + 5;
   if (o.only.includes('big')) s += 15 + o.rounds * 2 * 5;
+  if (o.only.includes('hot-hit-auth')) s += 3 * perPair + 10;
+  if (o.only.includes('hot-hit-audit')) s += 2 * perPair + 20;
   return s;
 }
 
@@ -137,7 +146,7 @@ const log = (msg) => process.stderr.write(`[${new Date().toISOString().slice(11,
 function newContext(opts, env) {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'karasu-bench-'));
   mkdirSync(path.join(scratch, 'logs'));
-  return { opts, env, scratch, s3: null, objects: {}, pairs: [], samples: [], big: null, notes: [], verdicts: [], t0: Date.now() };
+  return { opts, env, scratch, s3: null, objects: {}, pairs: [], samples: [], big: null, audit: null, notes: [], verdicts: [], t0: Date.now() };
 }
 
 async function ensureObject(ctx, key) {
@@ -148,7 +157,9 @@ async function ensureObject(ctx, key) {
   if (SIZES[key] >= MiB * 16) log(`seeded obj-${key} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 }
 
-const objectUrl = (base, key) => `${base}/${BUCKET}/obj-${key}`;
+/** `prefix`: the route prefix (a Karasu bucket's `path_prefix` without the slash); default the bucket name. */
+const objectUrl = (base, key, prefix = BUCKET) => `${base}/${prefix}/obj-${key}`;
+const targetUrl = (t, key) => objectUrl(t.base, key, t.prefix);
 
 /** GETs the object through `base`; returns null when status and body are right, else what was wrong. */
 async function verifyObject(ctx, base, key) {
@@ -171,7 +182,15 @@ async function measure(ctx, { scenario, size, target, round }) {
   const watched = target.watch;
   const before = Object.fromEntries(Object.entries(watched).map(([n, pid]) => [n, groupCpuTicks(pid)]));
   const t = Date.now();
-  const r = await runLoad({ url: objectUrl(target.base, size), connections: opts.connections, seconds: opts.duration, cpu: env.clientCpu, useWrk: env.useWrk });
+  const r = await runLoad({
+    url: targetUrl(target, size),
+    connections: opts.connections,
+    seconds: opts.duration,
+    cpu: env.clientCpu,
+    useWrk: env.useWrk,
+    headers: target.headers,
+  });
+  countSent(target, r);
   const secs = (Date.now() - t) / 1000;
   throwIfStopping(); // children are being killed: this run's numbers mean nothing
   const cpu_pct = Object.fromEntries(
@@ -183,13 +202,20 @@ async function measure(ctx, { scenario, size, target, round }) {
   log(`${scenario} ${size} ${target.name} r${round}: ${r.error ? `FAILED (${r.error})` : `${Math.round(r.rps)} req/s, p99 ${r.p99_ms.toFixed(1)} ms${errs}`}`);
 }
 
+/** Requests a target answered per the load generator, and its load runs (for the audit line count). */
+function countSent(target, r) {
+  target.sent = (target.sent ?? 0) + (r.requests || 0);
+  target.runs = (target.runs ?? 0) + 1;
+}
+
 /** Warm-up (unrecorded), then rounds A B / B A / … per size. */
 async function measureInterleaved(ctx, scenario, sizes, targets) {
   const { opts, env } = ctx;
   for (const size of sizes)
     for (const t of targets[size]) {
       throwIfStopping();
-      await runLoad({ url: objectUrl(t.base, size), connections: opts.connections, seconds: opts.warmSeconds, cpu: env.clientCpu, useWrk: env.useWrk });
+      const w = await runLoad({ url: targetUrl(t, size), connections: opts.connections, seconds: opts.warmSeconds, cpu: env.clientCpu, useWrk: env.useWrk, headers: t.headers });
+      countSent(t, w);
     }
   for (let round = 1; round <= opts.rounds; round++) {
     for (const size of sizes) {
@@ -295,13 +321,17 @@ async function startNginxPeer(ctx, pairNotes) {
   }
 }
 
-/** GETs the object up to 3 times through `peer`; true once it answers X-Cache: HIT with the right body. */
-async function warmAndCheckHit(ctx, peer, size, pairNotes) {
+/**
+ * GETs the object up to 3 times through `peer` (its `prefix` and `headers` when given); true once it answers
+ * X-Cache: HIT with the right body.
+ */
+async function warmAndCheckHit(ctx, peer, size, pairNotes, scenario = 'hot-hit') {
   const seen = [];
   for (let i = 0; i < 3; i++) {
     let r;
+    peer.sent = (peer.sent ?? 0) + 1;
     try {
-      r = await fetchDigest(objectUrl(peer.base, size));
+      r = await fetchDigest(targetUrl(peer, size), { headers: peer.headers });
     } catch (err) {
       seen.push(err.message);
       continue;
@@ -309,15 +339,269 @@ async function warmAndCheckHit(ctx, peer, size, pairNotes) {
     const xc = String(r.headers['x-cache'] ?? 'absent');
     seen.push(`${r.status} X-Cache ${xc}`);
     if (r.status === 200 && r.md5 !== ctx.objects[size].md5) {
-      ctx.notes.push(`hot-hit ${size}: ${peer.name} served a wrong body`);
+      ctx.notes.push(`${scenario} ${size}: ${peer.name} served a wrong body`);
       return false;
     }
     if (r.status === 200 && /^HIT\b/i.test(xc)) return true;
   }
   const note = peer.name === 'karasu' ? 'cache not available' : `${peer.name} never said HIT`;
-  ctx.notes.push(`hot-hit ${size}: ${note} (${peer.name} answered: ${seen.join('; ')})`);
+  ctx.notes.push(`${scenario} ${size}: ${note} (${peer.name} answered: ${seen.join('; ')})`);
   pairNotes[size] ??= note;
   return false;
+}
+
+// ─── hot-hit-auth, hot-hit-audit ─────────────────────────────────────────────────────────────────────
+
+const firstLines = (err) => String(err?.message ?? err).split('\n').slice(0, 3).join(' ');
+
+/** An HS256 secret, an ES256 key pair (public key as SPKI PEM in scratch/jwt), and one token per scheme. */
+async function authMaterial(ctx) {
+  const dir = path.join(ctx.scratch, 'jwt');
+  mkdirSync(dir, { recursive: true });
+  const secret = randomBytes(32).toString('hex'); // 32 random bytes; Karasu uses the string's UTF-8 bytes
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const esPublicKeyPath = path.join(dir, 'es256-public.pem');
+  writeFileSync(esPublicKeyPath, await exportSPKI(publicKey));
+  const mint = (alg, key) => new SignJWT({ sub: 'bench' }).setProtectedHeader({ alg }).setExpirationTime('2h').sign(key);
+  return {
+    secret,
+    esPublicKeyPath,
+    tokens: { HS256: await mint('HS256', Buffer.from(secret, 'utf8')), ES256: await mint('ES256', privateKey) },
+  };
+}
+
+/** A protected target must answer 401 to no token and to the other scheme's token; null when it does. */
+async function checkRefusals(t, otherToken) {
+  const tries = [
+    ['no token', {}],
+    [`an ${t.other} token`, { authorization: `Bearer ${otherToken}` }],
+  ];
+  for (const [what, headers] of tries) {
+    t.sent = (t.sent ?? 0) + 1;
+    try {
+      const r = await fetchDigest(targetUrl(t, '1k'), { headers, timeoutMs: 10_000 });
+      if (r.status !== 401) return `${what} was answered HTTP ${r.status}, not 401`;
+    } catch (err) {
+      return `${what}: ${err.message}`;
+    }
+  }
+  return null;
+}
+
+/** Karasu hot hits on a public bucket vs an HS256- and an ES256-protected one, all three in one process. */
+async function hotHitAuth(ctx) {
+  const { env } = ctx;
+  const scenario = 'hot-hit-auth';
+  const size = '1k';
+  repin(ctx.s3.child.pid, env.clientCpu); // idle once warm
+  const pairNotes = {};
+  for (const alg of ['HS256', 'ES256'])
+    ctx.pairs.push({
+      scenario,
+      size,
+      label: alg,
+      base: 'no-auth',
+      subject: alg.toLowerCase(),
+      proc: 'karasu',
+      target: { op: '>=', value: 0.9 },
+      perCpu: true,
+      get note() {
+        return pairNotes[alg] ?? pairNotes.all;
+      },
+    });
+  const m = await authMaterial(ctx);
+  const buckets = [
+    { name: BUCKET, prefix: `/${BUCKET}` },
+    { name: `${BUCKET}-hs256`, prefix: `/${BUCKET}-hs256`, auth: '{ enabled: true }' },
+    {
+      name: `${BUCKET}-es256`,
+      prefix: `/${BUCKET}-es256`,
+      auth: `{ enabled: true, jwt: { enabled: true, algorithm: ES256, ecdsa_public_key_path: "${m.esPublicKeyPath}" } }`,
+    },
+  ];
+  const extra = `jwt: { enabled: true, algorithm: HS256, secret: "${m.secret}" }\n`;
+  let karasu;
+  try {
+    karasu = await startKarasu(ctx.scratch, { s3Endpoint: ctx.s3.endpoint, cache: true, cpu: env.serverCpu, tag: 'auth', buckets, extra, check: true });
+  } catch (err) {
+    ctx.notes.push(`${scenario}: Karasu did not start with the auth config (${firstLines(err)})`);
+    pairNotes.all = 'Karasu did not start';
+    return;
+  }
+  try {
+    const watch = { karasu: karasu.child.pid };
+    const bearer = (alg) => ({ authorization: `Bearer ${m.tokens[alg]}` });
+    const all = [
+      { name: 'no-auth', base: karasu.base, prefix: BUCKET, watch },
+      { name: 'hs256', alg: 'HS256', other: 'ES256', base: karasu.base, prefix: `${BUCKET}-hs256`, headers: bearer('HS256'), watch },
+      { name: 'es256', alg: 'ES256', other: 'HS256', base: karasu.base, prefix: `${BUCKET}-es256`, headers: bearer('ES256'), watch },
+    ];
+    const targets = [];
+    for (const t of all) {
+      const refused = t.alg ? await checkRefusals(t, m.tokens[t.other]) : null;
+      if (refused) {
+        ctx.notes.push(`${scenario} ${size}: ${t.name} left out: authentication not enforced as configured (${refused})`);
+        pairNotes[t.alg] = 'auth not enforced';
+      } else if (await warmAndCheckHit(ctx, t, size, {}, scenario)) targets.push(t);
+      else if (t.alg) pairNotes[t.alg] ??= 'no verified hit';
+      else pairNotes.all ??= 'no-auth: no verified hit';
+    }
+    await measureInterleaved(ctx, scenario, [size], { [size]: targets });
+    // Every token-bearing request must have been authenticated (not served from some bypass).
+    const metrics = await fetchMetrics(karasu.base);
+    for (const t of all.filter((x) => x.alg && targets.includes(x))) {
+      const ok = metricSum(metrics, 'karasu_auth_total', { bucket: `${BUCKET}-${t.name}`, result: 'success' });
+      ctx.notes.push(
+        `${scenario}: ${t.alg} bucket: karasu_auth_total{result="success"} = ${ok ?? 'absent'} for ${t.sent - 2} token-bearing requests answered (client count)`,
+      );
+    }
+  } finally {
+    await stopChild(karasu.child);
+  }
+}
+
+/** Karasu hot hits without vs with `audit_log` to a file (two processes, same cache config). */
+async function hotHitAudit(ctx) {
+  const { env, opts } = ctx;
+  const scenario = 'hot-hit-audit';
+  const size = '1k';
+  repin(ctx.s3.child.pid, env.clientCpu);
+  const pairNotes = {};
+  ctx.pairs.push({
+    scenario,
+    size,
+    label: 'file',
+    base: 'no-audit',
+    subject: 'audit',
+    proc: 'karasu',
+    target: { op: '>=', value: 0.9 },
+    perCpu: true,
+    get note() {
+      return pairNotes.all;
+    },
+  });
+  const dir = path.join(ctx.scratch, 'audit');
+  const file = path.join(dir, 'audit.jsonl');
+  const extra = `audit_log:
+  enabled: true
+  file: { path: "${file}", max_file_size_mb: 1024, max_backup_files: 2 }
+`;
+  const started = [];
+  try {
+    for (const [tag, x] of [['noaudit', ''], ['audit', extra]])
+      started.push(await startKarasu(ctx.scratch, { s3Endpoint: ctx.s3.endpoint, cache: true, cpu: env.serverCpu, tag, extra: x, check: true }));
+  } catch (err) {
+    ctx.notes.push(`${scenario}: Karasu did not start (${firstLines(err)})`);
+    pairNotes.all = 'Karasu did not start';
+    for (const k of started) await stopChild(k.child);
+    return;
+  }
+  const [plain, audited] = started;
+  try {
+    const all = [
+      { name: 'no-audit', base: plain.base, watch: { karasu: plain.child.pid } },
+      { name: 'audit', base: audited.base, watch: { karasu: audited.child.pid } },
+    ];
+    const targets = [];
+    for (const t of all) if (await warmAndCheckHit(ctx, t, size, pairNotes, scenario)) targets.push(t);
+    await measureInterleaved(ctx, scenario, [size], { [size]: targets });
+    const t = all[1];
+    const whileRunning = await settledLineCount(dir);
+    const metrics = await fetchMetrics(audited.base);
+    await stopChild(audited.child);
+    const lines = await readAuditLines(dir);
+    const extraLines = lines.lines - (t.sent ?? 0);
+    const allowance = (t.runs ?? 0) * opts.connections;
+    ctx.audit = {
+      requests_answered: t.sent ?? 0,
+      load_runs: t.runs ?? 0,
+      lines_while_running: whileRunning,
+      ...lines,
+      extra_lines: extraLines,
+      allowed_extra: allowance,
+      ok: extraLines >= 0 && extraLines <= allowance && lines.unparsable === 0,
+      metric_written: metricSum(metrics, 'karasu_audit_lines_total', { output: 'file', result: 'written' }),
+      metric_dropped: metricSum(metrics, 'karasu_audit_lines_total', { output: 'file', result: 'dropped' }),
+    };
+  } finally {
+    for (const k of started) await stopChild(k.child);
+  }
+}
+
+/** Newline count of the audit files in `dir` once it stops growing (a flush is at most 100 ms late). */
+async function settledLineCount(dir) {
+  let last = -1;
+  for (let i = 0; i < 20; i++) {
+    const n = await countNewlines(dir);
+    if (n === last) return n;
+    last = n;
+    await sleep(300);
+  }
+  return last;
+}
+
+const auditFiles = (dir) => readdirSync(dir).filter((f) => f.endsWith('.jsonl') && !f.startsWith('.')).map((f) => path.join(dir, f));
+
+async function countNewlines(dir) {
+  let n = 0;
+  for (const f of auditFiles(dir))
+    for await (const chunk of createReadStream(f)) for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+/** Every line of the audit files (current and rotated) parsed: counts by what they say. */
+async function readAuditLines(dir) {
+  const c = { files: 0, lines: 0, unparsable: 0, status_200: 0, cache_hit: 0, incomplete: 0 };
+  for (const f of auditFiles(dir)) {
+    c.files++;
+    for await (const line of readline.createInterface({ input: createReadStream(f), crlfDelay: Infinity })) {
+      if (!line) continue;
+      c.lines++;
+      let r;
+      try {
+        r = JSON.parse(line);
+      } catch {
+        c.unparsable++;
+        continue;
+      }
+      if (r.status === 200) c.status_200++;
+      if (r.cache_status === 'hit') c.cache_hit++;
+      if (r.complete === false) c.incomplete++;
+    }
+  }
+  return c;
+}
+
+/** Prometheus text from `${base}/metrics` as [{ name, labels, value }]; [] when unavailable. */
+function fetchMetrics(base) {
+  return new Promise((resolve) => {
+    const req = http.get(`${base}/metrics`, { timeout: 10_000, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(res.statusCode === 200 ? parseMetrics(body) : []));
+      res.on('error', () => resolve([]));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', () => resolve([]));
+  });
+}
+
+function parseMetrics(text) {
+  const out = [];
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** Sum of the samples of `name` whose labels include `want`; null when there is none. */
+function metricSum(metrics, name, want) {
+  const hits = metrics.filter((x) => x.name === name && Object.entries(want).every(([k, v]) => x.labels[k] === v));
+  return hits.length ? hits.reduce((a, x) => a + x.value, 0) : null;
 }
 
 async function big(ctx) {
@@ -421,14 +705,28 @@ function printReport(ctx, status) {
   ctx.verdicts = table.verdicts;
   if (pairs.length) out.push(...table.lines, '');
   if (ctx.big) out.push(...bigTable(ctx.big), '', `big: Karasu ${ctx.big.karasu_cache}.`, '');
+  if (ctx.audit) out.push(auditLine(ctx.audit), '');
   out.push(
     'CPU % = CPU time of that process (group) during the run; 100 = one core. Values are medians over rounds.',
-    '"per CPU-s" = Karasu\'s requests per CPU-second of its own process over nginx\'s (hot-hit only): the per-core',
-    'comparison when the load generator, not the proxy, is the limit.',
+    '"per CPU-s" = Karasu\'s requests per CPU-second of its own process over nginx\'s (hot-hit; in hot-hit-auth/-audit:',
+    'over Karasu\'s own without auth/audit): the per-core comparison when the load generator, not the proxy, is the limit.',
   );
+  for (const a of aggs)
+    if (a.errors) out.push(`- note: ${a.scenario} ${a.size} ${a.target}: ${a.errors} failed requests (non-2xx/3xx, timeouts, socket errors) in the measured runs`);
   for (const n of ctx.notes) out.push(`- note: ${n}`);
   process.stdout.write(out.join('\n') + '\n');
   return { facts, aggs };
+}
+
+function auditLine(a) {
+  const metric = a.metric_written === null ? 'absent' : `${a.metric_written} written, ${a.metric_dropped ?? 0} dropped`;
+  return (
+    `hot-hit-audit: **${a.lines.toLocaleString('en-US')} audit lines** (${a.lines_while_running.toLocaleString('en-US')} before Karasu stopped) for ` +
+    `**${a.requests_answered.toLocaleString('en-US')} requests** answered per the clients → ${a.extra_lines >= 0 ? '+' : ''}${a.extra_lines} ` +
+    `(0 … +${a.allowed_extra} expected: requests in flight when each of ${a.load_runs} load runs stopped): ${a.ok ? 'match' : 'MISMATCH'}. ` +
+    `Lines: ${a.status_200} status 200, ${a.cache_hit} cache hits, ${a.incomplete} incomplete, ${a.unparsable} unparsable, ${a.files} file(s); ` +
+    `karasu_audit_lines_total{output="file"}: ${metric}.`
+  );
 }
 
 function writeResults(ctx, facts, aggs, status) {
@@ -443,6 +741,7 @@ function writeResults(ctx, facts, aggs, status) {
     results: aggs,
     verdicts: ctx.verdicts,
     big: ctx.big,
+    audit: ctx.audit,
     samples: ctx.samples,
     notes: ctx.notes,
   };
@@ -452,7 +751,7 @@ function writeResults(ctx, facts, aggs, status) {
 
 function cleanScratch(ctx) {
   if (ctx.opts.keep) return;
-  for (const d of ['s3', 'nginx']) rmSync(path.join(ctx.scratch, d), { recursive: true, force: true });
+  for (const d of ['s3', 'nginx', 'audit']) rmSync(path.join(ctx.scratch, d), { recursive: true, force: true });
 }
 
 // ─── main ────────────────────────────────────────────────────────────────────────────────────────────
@@ -477,6 +776,8 @@ async function main(ctx) {
   for (const key of ['1k', '16k', '1m']) await ensureObject(ctx, key);
   if (opts.only.includes('all-miss')) await allMiss(ctx);
   if (opts.only.includes('hot-hit')) await hotHit(ctx);
+  if (opts.only.includes('hot-hit-auth')) await hotHitAuth(ctx);
+  if (opts.only.includes('hot-hit-audit')) await hotHitAudit(ctx);
   if (opts.only.includes('big')) await big(ctx);
   await finish(ctx, 'complete');
 }

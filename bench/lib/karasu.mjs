@@ -3,11 +3,16 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUCKET } from './s3.mjs';
-import { freePort, startChild, waitForPort } from './procs.mjs';
+import { freePort, runBounded, startChild, waitForPort } from './procs.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export function karasuConfig({ port, s3Endpoint, cache }) {
+/**
+ * `buckets`: [{ name, prefix, auth }] (default: one public bucket `bench` at `/bench`), each in front of the
+ * s3rver bucket `bench`; `auth` is the YAML flow mapping of `buckets[].auth`. `extra`: more top-level YAML
+ * (`jwt`, `audit_log`).
+ */
+export function karasuConfig({ port, s3Endpoint, cache, buckets = [{ name: BUCKET, prefix: `/${BUCKET}` }], extra = '' }) {
   const cacheBlock = cache
     ? `cache:
   enabled: true
@@ -15,22 +20,42 @@ export function karasuConfig({ port, s3Endpoint, cache }) {
   memory: { max_cache_size_mb: 256, max_item_size_mb: 16, default_ttl_seconds: 3600 }`
     : `cache:
   enabled: false`;
+  const bucketBlocks = buckets
+    .map(
+      (b) => `  - name: ${b.name}
+    path_prefix: ${b.prefix}
+    s3: { bucket: ${BUCKET}, region: us-east-1, endpoint: ${s3Endpoint}, access_key: S3RVER, secret_key: S3RVER }${b.auth ? `\n    auth: ${b.auth}` : ''}`,
+    )
+    .join('\n');
   return `# written by bench/run.mjs
 server: { address: 127.0.0.1, port: ${port} }
 buckets:
-  - name: ${BUCKET}
-    path_prefix: /${BUCKET}
-    s3: { bucket: ${BUCKET}, region: us-east-1, endpoint: ${s3Endpoint}, access_key: S3RVER, secret_key: S3RVER }
+${bucketBlocks}
 ${cacheBlock}
 logging: { level: warn, format: json }
-`;
+${extra}`;
 }
 
-/** Starts Karasu; throws (with its last log lines) when it does not come up. */
-export async function startKarasu(scratch, { s3Endpoint, cache, cpu, tag }) {
+/** `karasu check -c FILE`: resolves null when the config is valid, else the first lines of what it said. */
+export async function checkConfig(configFile) {
+  const r = await runBounded(process.execPath, [path.join(ROOT, 'bin', 'karasu.js'), 'check', '-c', configFile], { timeoutMs: 30_000 });
+  if (r.code === 0 && !r.timedOut) return null;
+  const said = `${r.stdout}\n${r.stderr}`.trim().split('\n').slice(0, 4).join(' ');
+  return `karasu check failed (${r.timedOut ? 'timed out' : `exit ${r.code}`}): ${said}`;
+}
+
+/**
+ * Starts Karasu; throws (with its last log lines) when it does not come up. With `check`, the config is first
+ * validated by `karasu check` (throws with its output when invalid).
+ */
+export async function startKarasu(scratch, { s3Endpoint, cache, cpu, tag, buckets, extra, check = false }) {
   const port = await freePort();
   const configFile = path.join(scratch, `karasu-${tag}.yaml`);
-  writeFileSync(configFile, karasuConfig({ port, s3Endpoint, cache }));
+  writeFileSync(configFile, karasuConfig({ port, s3Endpoint, cache, buckets, extra }));
+  if (check) {
+    const why = await checkConfig(configFile);
+    if (why) throw new Error(why);
+  }
   const logFile = path.join(scratch, 'logs', `karasu-${tag}.log`);
   const child = startChild(`karasu-${tag}`, process.execPath, [path.join(ROOT, 'bin', 'karasu.js'), 'serve', '-c', configFile], {
     logFile,

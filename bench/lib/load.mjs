@@ -5,12 +5,20 @@ import { runBounded } from './procs.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
-/** Resolves { rps, mbps, p50_ms, p99_ms, requests, errors, tool } (rps 0 and an `error` when the run failed). */
-export async function runLoad({ url, connections, seconds, cpu, useWrk }) {
+/**
+ * Resolves { rps, mbps, p50_ms, p99_ms, requests, errors, tool } (rps 0 and an `error` when the run failed).
+ * `headers` ({ name: value }) are sent on every request (wrk `-H`, loadgen extra arguments).
+ */
+export async function runLoad({ url, connections, seconds, cpu, useWrk, headers = {} }) {
   const timeoutMs = (seconds + 30) * 1000;
+  const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}`);
   const r = useWrk
-    ? await runBounded('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency', '-s', path.join(HERE, 'wrk-json.lua'), url], { timeoutMs, cpu })
-    : await runBounded(process.execPath, [path.join(HERE, 'loadgen.mjs'), url, String(connections), String(seconds)], { timeoutMs, cpu });
+    ? await runBounded(
+        'wrk',
+        ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency', ...lines.flatMap((h) => ['-H', h]), '-s', path.join(HERE, 'wrk-json.lua'), url],
+        { timeoutMs, cpu },
+      )
+    : await runBounded(process.execPath, [path.join(HERE, 'loadgen.mjs'), url, String(connections), String(seconds), ...lines], { timeoutMs, cpu });
   return summarize(r, useWrk ? 'wrk' : 'node');
 }
 

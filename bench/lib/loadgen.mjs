@@ -1,9 +1,10 @@
 // Fallback load generator when wrk is not installed: N keep-alive connections, each a loop of GETs,
 // for D seconds. Prints one WRKJSON line shaped like wrk-json.lua's.
-// usage: node loadgen.mjs URL CONNECTIONS SECONDS
+// usage: node loadgen.mjs URL CONNECTIONS SECONDS ['Name: value' …]   (headers sent on every request)
 import http from 'node:http';
 
-const [url, connArg, secArg] = process.argv.slice(2);
+const [url, connArg, secArg, ...headerArgs] = process.argv.slice(2);
+const headers = Object.fromEntries(headerArgs.map((h) => [h.slice(0, h.indexOf(':')).trim(), h.slice(h.indexOf(':') + 1).trim()]));
 const connections = Number(connArg);
 const durationMs = Number(secArg) * 1000;
 const REQUEST_TIMEOUT_MS = 5000;
@@ -19,7 +20,7 @@ function once() {
   return new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
     let timedOut = false;
-    const req = http.get(url, { agent, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+    const req = http.get(url, { agent, headers, timeout: REQUEST_TIMEOUT_MS }, (res) => {
       res.on('data', (d) => (bytes += d.length));
       res.on('end', () => {
         if (res.statusCode >= 400) errors.status++;

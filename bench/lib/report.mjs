@@ -45,7 +45,9 @@ const fmtCpu = (cpu) =>
     .join(', ') || '–';
 
 /**
- * Comparison rows: `pairs` = [{ scenario, size, base, subject, target: { op: '>=' | '<=', value }, note }].
+ * Comparison rows: `pairs` = [{ scenario, size, base, subject, target: { op: '>=' | '<=', value }, note }];
+ * optional `label` (shown after the scenario, e.g. the subject's variant) and `proc` (the process name in the
+ * CPU columns when base and subject are targets of the same program, for "per CPU-s").
  * Returns { lines, verdicts } where verdicts carry the numbers for the JSON.
  */
 export function comparisonTable(aggs, pairs) {
@@ -62,9 +64,9 @@ export function comparisonTable(aggs, pairs) {
     const ok = ratio === null ? null : check(ratio, p.target);
     const perCpu = perCpuRatio(b, k, p);
     const why = p.note || (!k ? 'Karasu not measured' : !b ? `${p.base} not measured` : '');
-    verdicts.push({ scenario: p.scenario, size: p.size, base: p.base, ratio, per_cpu_ratio: perCpu, target: p.target, ok, note: why || undefined });
+    verdicts.push({ scenario: p.scenario, size: p.size, base: p.base, subject: p.subject, ratio, per_cpu_ratio: perCpu, target: p.target, ok, note: why || undefined });
     lines.push(
-      `| ${p.scenario} | ${p.size} | ${p.base} | ${fmtInt(b?.rps)} | ${fmtMs(b?.p50_ms)} / ${fmtMs(b?.p99_ms)} | ${fmtCpu(b?.cpu)} ` +
+      `| ${p.scenario}${p.label ? ` ${p.label}` : ''} | ${p.size} | ${p.base} | ${fmtInt(b?.rps)} | ${fmtMs(b?.p50_ms)} / ${fmtMs(b?.p99_ms)} | ${fmtCpu(b?.cpu)} ` +
         `| ${fmtInt(k?.rps)} | ${fmtMs(k?.p50_ms)} / ${fmtMs(k?.p99_ms)} | ${fmtCpu(k?.cpu)} ` +
         `| ${fmtRatio(ratio)} | ${p.target.op} ${p.target.value} | ${verdictText(ok, why)} | ${fmtRatio(perCpu)} |`,
     );
@@ -75,8 +77,8 @@ export function comparisonTable(aggs, pairs) {
 /** Requests per CPU-second of the subject's own process over the baseline's (hot-hit: proxy vs proxy). */
 function perCpuRatio(b, k, p) {
   const own = (a, name) => (a?.rps && a.cpu?.[name] > 0 ? a.rps / a.cpu[name] : null);
-  const kb = own(k, p.subject);
-  const bb = own(b, p.base);
+  const kb = own(k, p.proc ?? p.subject);
+  const bb = own(b, p.proc ?? p.base);
   return p.perCpu && kb && bb ? kb / bb : null;
 }
 
