@@ -25,9 +25,21 @@ function baseHeaders(ctx: RequestContext, headers: Record<string, string>): Reco
   return headers;
 }
 
+/** Origins use a handful of Cache-Control values: rewriting each once keeps this off the hot path. */
+const privateForms = new Map<string, string>();
+
 /** `private` plus the origin's directives that still make sense for a private cache. */
 export function privateOnly(value: string | undefined): string {
   if (!value) return 'private';
+  let rewritten = privateForms.get(value);
+  if (rewritten === undefined) {
+    rewritten = rewritePrivate(value);
+    if (privateForms.size < 1024) privateForms.set(value, rewritten);
+  }
+  return rewritten;
+}
+
+function rewritePrivate(value: string): string {
   const kept = value
     .split(',')
     .map((directive) => directive.trim())
