@@ -20,10 +20,18 @@ export class BucketAuth {
     private readonly count: (bucket: string, result: AuthResult) => void,
   ) {}
 
-  /** Never throws: the pipeline turns a refusal into its answer. */
-  async authenticate(req: IncomingMessage): Promise<AuthOutcome> {
+  /**
+   * Never throws: the pipeline turns a refusal into its answer. A token verified before is decided
+   * synchronously (the common case on a hot path); only a new one returns a promise.
+   */
+  authenticate(req: IncomingMessage): AuthOutcome | Promise<AuthOutcome> {
     const token = extractToken(req, this.verifier.config.token_sources);
     if (token === null) return this.refuse(missingToken());
+    const known = this.verifier.cached(token);
+    return known !== null ? this.decide(known) : this.verifyThenDecide(token);
+  }
+
+  private async verifyThenDecide(token: string): Promise<AuthOutcome> {
     let verified: VerifiedToken;
     try {
       verified = await this.verifier.verify(token);
@@ -31,6 +39,10 @@ export class BucketAuth {
       if (err instanceof AuthFailure) return this.refuse(err);
       throw err;
     }
+    return this.decide(verified);
+  }
+
+  private decide(verified: VerifiedToken): AuthOutcome {
     if (firstFailingRule(verified.claims, this.rules) !== null) {
       return this.refuse(new AuthFailure('forbidden', 'The token does not grant access to this bucket'));
     }

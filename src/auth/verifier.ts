@@ -82,6 +82,15 @@ export class TokenVerifier {
     return this.staticKeys.length > 0 || (this.jwks?.hasKeys() ?? false);
   }
 
+  /**
+   * The verification of a token seen before and still valid, synchronously (the cache-hit path pays no
+   * promise for it); null when the token must go through verify().
+   */
+  cached(token: string): VerifiedToken | null {
+    const hit = this.cache.get(token);
+    return hit !== undefined && Date.now() <= hit.until ? hit.verified : null;
+  }
+
   /** Throws AuthFailure (invalid, expired, unavailable). */
   async verify(token: string): Promise<VerifiedToken> {
     const hit = this.cache.get(token);

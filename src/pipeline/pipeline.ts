@@ -1,3 +1,4 @@
+import type { AuthOutcome } from '../auth/bucket.js';
 import { serveWithCache } from '../cache/serve.js';
 import type { FillContext } from '../cache/fill.js';
 import { HttpError, methodNotAllowed } from '../http/errors.js';
@@ -16,7 +17,11 @@ export async function proxy(ctx: RequestContext, cache: FillContext | null): Pro
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD' && ctx.method !== 'OPTIONS') throw methodNotAllowed();
     route(ctx);
     if (ctx.method === 'OPTIONS') return preflight(ctx);
-    if (ctx.bucket!.auth) await authenticate(ctx);
+    const auth = ctx.bucket!.auth;
+    if (auth) {
+      const outcome = auth.authenticate(ctx.req);
+      authenticated(ctx, outcome instanceof Promise ? await outcome : outcome);
+    }
     // After authentication, so a cached object is never served to a caller who could not fetch it.
     const policy = ctx.bucket!.cachePolicy;
     if (cache && policy) return await serveWithCache(ctx, cache, policy);
@@ -43,10 +48,8 @@ function route(ctx: RequestContext): void {
  * never reaches the cache. A verified token is remembered until it expires, so a cache hit costs a map
  * lookup here, not a signature check.
  */
-async function authenticate(ctx: RequestContext): Promise<void> {
-  const auth = ctx.bucket!.auth;
-  if (!auth) return;
-  const outcome = await auth.authenticate(ctx.req);
+/** Applies the bucket's verdict on the caller: a refusal ends the request here, before the cache. */
+function authenticated(ctx: RequestContext, outcome: AuthOutcome): void {
   if (!outcome.ok) throw outcome.error;
   ctx.user = outcome.token.sub;
 }
