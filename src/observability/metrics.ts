@@ -8,12 +8,11 @@ const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, 'half-
 export function createMetrics() {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'karasu_' });
-  const requests = new client.Counter({
-    name: 'karasu_http_requests_total',
-    help: 'Requests answered, by bucket, method and status',
-    labelNames: ['bucket', 'method', 'status'] as const,
-    registers: [registry],
-  });
+  const requests = new TallyCounter(registry, 'karasu_http_requests_total', 'Requests answered, by bucket, method and status', [
+    'bucket',
+    'method',
+    'status',
+  ]);
   const duration = new client.Histogram({
     name: 'karasu_http_request_duration_seconds',
     help: 'Time from request to the last byte of the response',
@@ -21,19 +20,14 @@ export function createMetrics() {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
   });
-  const bytesSent = new client.Counter({
-    name: 'karasu_http_response_bytes_total',
-    help: 'Body bytes sent to clients',
-    labelNames: ['bucket'] as const,
-    registers: [registry],
-  });
+  const bytesSent = new TallyCounter(registry, 'karasu_http_response_bytes_total', 'Body bytes sent to clients', ['bucket']);
   const rejected = new client.Counter({
     name: 'karasu_rejected_requests_total',
     help: 'Requests refused before routing, by reason',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
-  const inflight = new client.Gauge({ name: 'karasu_inflight_requests', help: 'Requests in flight', registers: [registry] });
+  const inflight = new TallyGauge(registry, 'karasu_inflight_requests', 'Requests in flight');
   const upstreamAttempts = new client.Counter({
     name: 'karasu_upstream_attempts_total',
     help: 'Requests sent to S3, by bucket, replica and outcome (ok, error, timeout, http_5xx)',
@@ -59,12 +53,12 @@ export function createMetrics() {
     registers: [registry],
   });
   const generation = new client.Gauge({ name: 'karasu_config_generation', help: 'Generation of the running configuration', registers: [registry] });
-  const authResults = new client.Counter({
-    name: 'karasu_auth_total',
-    help: 'JWT authentication of requests to protected buckets, by bucket and result (success, missing, invalid, expired, forbidden, unavailable)',
-    labelNames: ['bucket', 'result'] as const,
-    registers: [registry],
-  });
+  const authResults = new TallyCounter(
+    registry,
+    'karasu_auth_total',
+    'JWT authentication of requests to protected buckets, by bucket and result (success, missing, invalid, expired, forbidden, unavailable)',
+    ['bucket', 'result'],
+  );
   const jwksRefreshes = new client.Counter({
     name: 'karasu_jwks_refresh_total',
     help: 'JWKS fetches, by result (success, failure)',
@@ -90,6 +84,61 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * A counter for the per-request path: a plain Map keyed by the label values, copied into prom-client
+ * when Prometheus scrapes. prom-client's own inc() hashes and validates its label object on every call.
+ */
+export class TallyCounter {
+  private readonly tallies = new Map<string, { labels: Record<string, string | number>; value: number }>();
+
+  constructor(registry: client.Registry, name: string, help: string, private readonly labelNames: readonly string[]) {
+    const tallies = this.tallies;
+    new client.Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { labels, value } of tallies.values()) this.inc(labels, value);
+      },
+    });
+  }
+
+  inc(labels: Record<string, string | number>, by = 1): void {
+    let key = '';
+    for (const name of this.labelNames) key += `${labels[name]}\u0001`;
+    const tally = this.tallies.get(key);
+    if (tally) tally.value += by;
+    else this.tallies.set(key, { labels: { ...labels }, value: by });
+  }
+}
+
+/** A gauge moved on the per-request path, read by Prometheus at scrape time. */
+export class TallyGauge {
+  private value = 0;
+
+  constructor(registry: client.Registry, name: string, help: string) {
+    const read = (): number => this.value;
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+
+  inc(): void {
+    this.value++;
+  }
+
+  dec(): void {
+    this.value--;
+  }
+}
 
 interface CacheStatsSource {
   stats(): {
