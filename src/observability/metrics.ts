@@ -93,17 +93,7 @@ export class TallyCounter {
   private readonly tallies = new Map<string, { labels: Record<string, string | number>; value: number }>();
 
   constructor(registry: client.Registry, name: string, help: string, private readonly labelNames: readonly string[]) {
-    const tallies = this.tallies;
-    new client.Counter({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const { labels, value } of tallies.values()) this.inc(labels, value);
-      },
-    });
+    mirroredCounter(registry, name, help, [...labelNames], () => Array.from(this.tallies.values(), (t) => [t.labels, t.value] as const));
   }
 
   inc(labels: Record<string, string | number>, by = 1): void {
@@ -180,7 +170,7 @@ export function registerCacheMetrics(metrics: Metrics, cache: CacheStatsSource):
   );
 }
 
-type Samples = () => ReadonlyArray<readonly [Record<string, string>, number]>;
+type Samples = () => ReadonlyArray<readonly [Record<string, string | number>, number]>;
 
 function tierGauge(registry: client.Registry, name: string, help: string, samples: Samples): void {
   new client.Gauge({
