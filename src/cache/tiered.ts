@@ -191,7 +191,9 @@ export class TieredCache {
     return { tiers, buckets };
   }
 
+  /** Lets writes under way land first (a stopping instance, `karasu warm`), then closes the tiers. */
   async close(): Promise<void> {
+    await Promise.allSettled([...this.pendingWrites]);
     await this.bus?.close();
     await Promise.all(this.tiers.map((tier) => tier.close()));
   }
