@@ -255,7 +255,11 @@ export interface BucketOpts {
 }
 
 /** A whole config, fast-failing upstream settings (one attempt, no breaker surprises). */
-export function cacheYaml(cache: CacheOpts, buckets: BucketOpts[], more: { top?: Record<string, unknown> } = {}): string {
+export function cacheYaml(
+  cache: CacheOpts,
+  buckets: BucketOpts[],
+  more: { top?: Record<string, unknown>; server?: Record<string, unknown> } = {},
+): string {
   const specs: BucketSpec[] = buckets.map((b) => ({
     name: b.name,
     prefix: b.prefix,
@@ -264,10 +268,14 @@ export function cacheYaml(cache: CacheOpts, buckets: BucketOpts[], more: { top?:
     s3: { timeout: 5, connect_timeout_seconds: 1, retry: { max_attempts: 1 }, circuit_breaker: { failure_threshold: 100 }, ...b.s3 },
     extra: b.cache ? { cache: b.cache } : undefined,
   }));
-  return karasuYaml({ buckets: specs, top: { cache: cacheSection(cache), ...more.top } });
+  return karasuYaml({ buckets: specs, server: more.server, top: { cache: cacheSection(cache), ...more.top } });
 }
 
-export async function startCached(cache: CacheOpts, buckets: BucketOpts[], more: { top?: Record<string, unknown> } = {}): Promise<KarasuUnderTest> {
+export async function startCached(
+  cache: CacheOpts,
+  buckets: BucketOpts[],
+  more: { top?: Record<string, unknown>; server?: Record<string, unknown> } = {},
+): Promise<KarasuUnderTest> {
   return startKarasuYaml(cacheYaml(cache, buckets, more));
 }
 

@@ -99,6 +99,26 @@ test('50 concurrent cold requests → exactly 1 upstream GET, 50 identical corre
   assert.equal(relay.stats().gets, 1);
 });
 
+test('server.coalescing.enabled: false → every concurrent cold request makes its own upstream GET', async (t) => {
+  const k = await startCached({ layers: ['memory'] }, [{ name: 'co', prefix: '/co', endpoint: relay.url, bucket: 'co' }], {
+    server: { coalescing: { enabled: false } },
+  });
+  t.after(() => k.stop());
+  relay.reset();
+  relay.mode = { holdHeaders: true };
+  const pending = Array.from({ length: 5 }, () => get(k, '/co/hot.bin'));
+  await until('5 requests at S3', () => relay.holding === 5, 10_000);
+  relay.mode = {};
+  relay.release();
+  for (const r of await Promise.all(pending)) {
+    assert.equal(r.status, 200);
+    assert.equal(sha256(r.body), sha256(HOT));
+    assert.doesNotMatch(r.cacheStatus, /collapsed/);
+  }
+  assert.equal(relay.stats().gets, 5);
+  assert.equal((await getOk(k, '/co/hot.bin', HOT)).xcache, 'HIT', 'still cached');
+});
+
 test('a client joining a slow fill mid-stream gets the full body; both stream before the fill ends', async (t) => {
   const k = await karasu(t, { layers: ['memory'] });
   relay.mode = { holdAfter: 256 * KiB };
