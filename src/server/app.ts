@@ -7,6 +7,7 @@ import { requestIdFrom } from '../http/request-id.js';
 import { createMetrics, registerCacheMetrics, upstreamEvents, type Metrics } from '../observability/metrics.js';
 import { createContext, type RequestContext } from '../pipeline/context.js';
 import { sendError } from '../respond/respond.js';
+import { trustedProxies } from '../http/client-ip.js';
 import { proxy } from '../pipeline/pipeline.js';
 import { checkRequestLimits } from '../protect/limits.js';
 import { buildSnapshot, releaseSnapshot, retireSnapshot, type Snapshot } from '../runtime/snapshot.js';
@@ -264,9 +265,12 @@ function finish(karasu: Karasu, ctx: RequestContext): void {
  */
 const refusalAudit = new WeakMap<object, (request: FastifyRequest, reply: FastifyReply) => void>();
 
+/** Only built for lines that are logged (failures, refusals, debug), so the hot path never pays for it. */
 function requestFields(ctx: RequestContext, status: number, seconds: number, complete: boolean) {
+  const clientIp = trustedProxies(ctx.snapshot.config.server.trusted_proxies).clientIp(ctx.req.socket.remoteAddress, ctx.req.headers['x-forwarded-for']);
   return {
     request_id: ctx.id,
+    client_ip: clientIp,
     method: ctx.method,
     path: ctx.pathname,
     bucket: ctx.bucket?.config.name,

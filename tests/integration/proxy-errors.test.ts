@@ -146,7 +146,7 @@ describe('upstream failures', () => {
   });
 
   test('a 5xx is logged with the request id and the upstream status', async () => {
-    const res = await get('/s500/here.txt', { 'x-request-id': 'log-me-500' });
+    const res = await get('/s500/here.txt', { 'x-request-id': 'log-me-500', 'x-forwarded-for': '203.0.113.9' });
     assert.equal(res.status, 502);
     const deadline = Date.now() + 2000;
     let line: Record<string, unknown> | undefined;
@@ -158,6 +158,8 @@ describe('upstream failures', () => {
     assert.equal(line.status, 502);
     assert.equal(line.bucket, 's500');
     assert.equal(line.level, 40);
+    // The peer is not in server.trusted_proxies (none configured): its X-Forwarded-For is not believed.
+    assert.match(String(line.client_ip), /^(?:::ffff:)?127\.0\.0\.1$/);
   });
 });
 
