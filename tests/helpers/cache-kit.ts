@@ -59,10 +59,10 @@ export interface CtlRelay {
   /**
    * Body control for the next responses: `holdAfter` bytes pass, then the body waits for release();
    * `cutAfter` bytes pass, then the connection to Karasu is destroyed; `holdHeaders` holds the
-   * response headers until release(); `chunkDelayMs` slows every chunk down; `flipAt` inverts the body
+   * response headers until release(); `flipAt` inverts the body
    * byte at that offset (same length, wrong content: only a checksum can tell).
    */
-  mode: { holdAfter?: number; cutAfter?: number; holdHeaders?: boolean; chunkDelayMs?: number; flipAt?: number };
+  mode: { holdAfter?: number; cutAfter?: number; holdHeaders?: boolean; flipAt?: number };
   /** Releases every held response (headers and bodies); `cut`: held bodies are cut off instead. */
   release(opts?: { cut?: boolean }): void;
   /** Bytes of body sent to Karasu so far in the responses currently being held. */
@@ -179,7 +179,6 @@ export async function startCtlRelay(targetUrl: string): Promise<CtlRelay> {
               return;
             }
           }
-          if (mode.chunkDelayMs) await sleep(mode.chunkDelayMs);
           stats.bodyBytes += rest.length;
           sent += rest.length;
           if (rest.length) res.write(rest);
