@@ -4,7 +4,8 @@ import { serveFromUpstream, upstreamError } from '../respond/from-upstream.js';
 import { serveRepresentation, type BodySource } from '../respond/representation.js';
 import { joinOrStartFill, type FillContext, type FillOutcome, type Representation } from './fill.js';
 import type { CachePolicy } from './policy.js';
-import type { CacheHit } from './types.js';
+import type { CachedBody, CacheHit } from './types.js';
+import type { TierLookup } from './tiered.js';
 import { cacheKey } from './types.js';
 
 /**
@@ -13,28 +14,40 @@ import { cacheKey } from './types.js';
  * (stale-while-revalidate) or revalidated first; miss → one coalesced upstream GET whose bytes reach
  * every waiting client as they arrive.
  */
-export async function serveWithCache(ctx: RequestContext, fc: FillContext, policy: CachePolicy): Promise<void> {
-  const bucket = ctx.bucket!;
-  const stats = fc.cache.bucketStats(bucket.config.name);
-  const key = cacheKey(bucket.config.name, ctx.key);
-  const found = await fc.cache.lookup(key);
-  const now = Date.now();
-  const timeoutMs = ctx.snapshot.config.server.request_timeout * 1000;
+export function serveWithCache(ctx: RequestContext, fc: FillContext, policy: CachePolicy): void | Promise<void> {
+  const key = cacheKey(ctx.bucket!.config.name, ctx.key);
+  const found = fc.cache.lookup(key);
+  // A memory-tier hit answers without a single await.
+  if (found instanceof Promise) return found.then((lookup) => serveLookup(ctx, fc, policy, key, lookup));
+  return serveLookup(ctx, fc, policy, key, found);
+}
 
+function serveLookup(ctx: RequestContext, fc: FillContext, policy: CachePolicy, key: string, found: TierLookup | null): void | Promise<void> {
   if (found) {
     const { meta } = found.hit;
+    const now = Date.now();
+    const stats = fc.cache.bucketStats(ctx.bucket!.config.name);
     if (meta.freshUntil > now) {
       stats.hits++;
       return serveStored(ctx, found.hit, 'HIT', `karasu; hit; ttl=${Math.floor((meta.freshUntil - now) / 1000)}; detail=${found.tier.name}`);
     }
     if (now < meta.freshUntil + policy.staleWhileRevalidateMs) {
       stats.stale++;
-      const { outcome } = joinOrStartFill(fc, { key, objectKey: ctx.key, bucket, policy, stale: found.hit, timeoutMs });
+      const timeoutMs = ctx.snapshot.config.server.request_timeout * 1000;
+      const { outcome } = joinOrStartFill(fc, { key, objectKey: ctx.key, bucket: ctx.bucket!, policy, stale: found.hit, timeoutMs });
       outcome.catch((err) => fc.log.warn({ err, key }, 'background revalidation failed'));
       return serveStored(ctx, found.hit, 'STALE', `karasu; hit; ttl=${-Math.ceil((now - meta.freshUntil) / 1000)}; detail=${found.tier.name}`);
     }
   }
+  return fillOrForward(ctx, fc, policy, key, found);
+}
 
+/** A miss, or a stale entry that must be revalidated first: one coalesced upstream request. */
+async function fillOrForward(ctx: RequestContext, fc: FillContext, policy: CachePolicy, key: string, found: TierLookup | null): Promise<void> {
+  const bucket = ctx.bucket!;
+  const stats = fc.cache.bucketStats(bucket.config.name);
+  const now = Date.now();
+  const timeoutMs = ctx.snapshot.config.server.request_timeout * 1000;
   const ranged = ctx.method === 'GET' && ctx.req.headers.range !== undefined;
   if (!found && (ctx.method === 'HEAD' || (ranged && !fc.fills.has(key)))) {
     // A HEAD or a Range miss moves what was asked for, not the whole object.
@@ -90,20 +103,21 @@ export async function serveWithCache(ctx: RequestContext, fc: FillContext, polic
   }
 }
 
-function serveStored(
-  ctx: RequestContext,
-  hit: CacheHit,
-  status: string,
-  cacheStatus: string,
-): Promise<void> {
+function serveStored(ctx: RequestContext, hit: CacheHit, status: string, cacheStatus: string): void | Promise<void> {
   markCache(ctx, status, cacheStatus);
   const { meta, body } = hit;
   const age = String(Math.max(0, Math.floor((Date.now() - meta.storedAt) / 1000)));
-  const source: BodySource =
-    body.kind === 'buffer'
-      ? { open: (range) => (range ? body.data.subarray(range.start, range.end + 1) : body.data), discard: () => {} }
-      : { open: (range) => body.open(range), discard: () => {} };
-  return serveRepresentation(ctx, meta, source, { age });
+  return serveRepresentation(ctx, meta, body.kind === 'buffer' ? bufferSource(body.data) : fileSource(body), age);
+}
+
+const ignore = (): void => {};
+
+function bufferSource(data: Buffer): BodySource {
+  return { open: (range) => (range ? data.subarray(range.start, range.end + 1) : data), discard: ignore };
+}
+
+function fileSource(body: Extract<CachedBody, { kind: 'file' }>): BodySource {
+  return { open: (range) => body.open(range), discard: ignore };
 }
 
 function markCache(ctx: RequestContext, status: string, header: string): void {

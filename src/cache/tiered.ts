@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import type { CacheLayer } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { CacheHit, CacheMeta, CacheTier, PurgeFilter, TierStats, TierWriter } from './types.js';
 import type { PurgeBus, PurgeMessage } from './purge-bus.js';
@@ -32,7 +31,8 @@ interface TierCounters {
  * instance sharing the Redis.
  */
 export class TieredCache {
-  private readonly tierCounters = new Map<CacheLayer, TierCounters>();
+  /** Parallel to `tiers`. */
+  private readonly tierCounters: TierCounters[];
   private readonly buckets = new Map<string, BucketCacheStats>();
   /**
    * Bumped by every purge. A body fetched (or a hit read) before a purge must not be written after it:
@@ -47,7 +47,7 @@ export class TieredCache {
     private readonly log: Logger,
     private readonly bus: PurgeBus | null = null,
   ) {
-    for (const tier of tiers) this.tierCounters.set(tier.name, { hits: 0, misses: 0, bytes_served: 0 });
+    this.tierCounters = tiers.map(() => ({ hits: 0, misses: 0, bytes_served: 0 }));
     bus?.onMessage((message) => void this.applyRemote(message));
   }
 
@@ -58,30 +58,46 @@ export class TieredCache {
     return limit;
   }
 
-  async lookup(key: string): Promise<TierLookup | null> {
-    for (let i = 0; i < this.tiers.length; i++) {
+  /**
+   * Top-down through the tiers. Synchronous when the top tier holds the entry in process memory, so a
+   * memory hit costs no promise.
+   */
+  lookup(key: string): TierLookup | null | Promise<TierLookup | null> {
+    const top = this.tiers[0];
+    if (top?.getSync && top.available) {
+      const hit = top.getSync(key);
+      if (hit) return this.found(hit, 0);
+      this.tierCounters[0].misses++;
+      return this.tiers.length > 1 ? this.lookupFrom(key, 1) : null;
+    }
+    return this.lookupFrom(key, 0);
+  }
+
+  private async lookupFrom(key: string, first: number): Promise<TierLookup | null> {
+    for (let i = first; i < this.tiers.length; i++) {
       const tier = this.tiers[i];
       if (!tier.available) continue;
-      const counters = this.tierCounters.get(tier.name)!;
       let hit: CacheHit | null = null;
       try {
         hit = await tier.get(key);
       } catch (err) {
         this.log.warn({ err, tier: tier.name, key }, 'cache tier read failed');
       }
-      if (!hit) {
-        counters.misses++;
-        continue;
-      }
-      counters.hits++;
-      counters.bytes_served += hit.meta.size;
-      if (i > 0) {
-        const epoch = this.purgeEpoch;
-        setImmediate(() => this.track(this.promote(hit!, i, epoch)));
-      }
-      return { hit, tier };
+      if (hit) return this.found(hit, i);
+      this.tierCounters[i].misses++;
     }
     return null;
+  }
+
+  private found(hit: CacheHit, index: number): TierLookup {
+    const counters = this.tierCounters[index];
+    counters.hits++;
+    counters.bytes_served += hit.meta.size;
+    if (index > 0) {
+      const epoch = this.purgeEpoch;
+      setImmediate(() => this.track(this.promote(hit, index, epoch)));
+    }
+    return { hit, tier: this.tiers[index] };
   }
 
   /** The purge epoch to capture before fetching a body that will be stored. */
@@ -178,8 +194,8 @@ export class TieredCache {
 
   stats() {
     const tiers: Record<string, TierStats & TierCounters & { hit_ratio: number; available: boolean }> = {};
-    for (const tier of this.tiers) {
-      const counters = this.tierCounters.get(tier.name)!;
+    for (const [i, tier] of this.tiers.entries()) {
+      const counters = this.tierCounters[i];
       const lookups = counters.hits + counters.misses;
       tiers[tier.name] = { ...tier.stats(), ...counters, hit_ratio: lookups ? counters.hits / lookups : 0, available: tier.available };
     }

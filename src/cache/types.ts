@@ -75,6 +75,8 @@ export interface CacheTier {
   readonly maxItemSize: number;
   /** A miss, a corrupt entry (dropped and counted) and an unavailable tier all return null. */
   get(key: string): Promise<CacheHit | null>;
+  /** The same answer without I/O, for tiers held in process memory. */
+  getSync?(key: string): CacheHit | null;
   set(meta: CacheMeta, body: Buffer): Promise<void>;
   /** Only tiers that can take bodies too large for memory (disk). */
   openWriter?(key: string): TierWriter;

@@ -7,6 +7,8 @@ const DEFAULT_ALLOWED_HEADERS = ['Authorization', 'Range', 'If-None-Match', 'If-
 export interface CorsPolicy {
   /** Headers for an allowed origin on an ordinary response (without Allow-Origin itself). */
   responseHeaders: Record<string, string>;
+  /** The same as a flat [name, value, …] list, for responders that send header lists. */
+  responseHeaderList: readonly string[];
   preflightHeaders: Record<string, string>;
   allowOrigin(origin: string | undefined): string | null;
 }
@@ -17,8 +19,10 @@ export function buildCorsPolicy(cors: CorsConfig): CorsPolicy {
   const expose = [...new Set([...ALWAYS_EXPOSED, ...cors.expose_headers])].join(', ');
   const allowHeaders = cors.allowed_headers.length > 0 ? cors.allowed_headers : DEFAULT_ALLOWED_HEADERS;
   const credentials: Record<string, string> = cors.allow_credentials ? { 'access-control-allow-credentials': 'true' } : {};
+  const responseHeaders: Record<string, string> = { 'access-control-expose-headers': expose, ...credentials };
   return {
-    responseHeaders: { 'access-control-expose-headers': expose, ...credentials },
+    responseHeaders,
+    responseHeaderList: Object.entries(responseHeaders).flat(),
     preflightHeaders: {
       'access-control-allow-methods': 'GET, HEAD, OPTIONS',
       'access-control-allow-headers': allowHeaders.join(', '),

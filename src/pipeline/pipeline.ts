@@ -12,7 +12,7 @@ import type { RequestContext } from './context.js';
  * Size limits and the concurrency cap run before this, for every request (see server/app.ts);
  * logging, metrics and the audit line run when the response ends (see pipeline/log.ts).
  */
-export async function proxy(ctx: RequestContext, cache: FillContext | null): Promise<void> {
+export function proxy(ctx: RequestContext, cache: FillContext | null): void | Promise<void> {
   try {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD' && ctx.method !== 'OPTIONS') throw methodNotAllowed();
     route(ctx);
@@ -20,21 +20,38 @@ export async function proxy(ctx: RequestContext, cache: FillContext | null): Pro
     const auth = ctx.bucket!.auth;
     if (auth) {
       const outcome = auth.authenticate(ctx.req);
-      authenticated(ctx, outcome instanceof Promise ? await outcome : outcome);
+      if (outcome instanceof Promise) {
+        return outcome.then((verdict) => {
+          authenticated(ctx, verdict);
+          return serve(ctx, cache);
+        }).catch((err: unknown) => failed(ctx, err));
+      }
+      authenticated(ctx, outcome);
     }
-    // After authentication, so a cached object is never served to a caller who could not fetch it.
-    const policy = ctx.bucket!.cachePolicy;
-    if (cache && policy) return await serveWithCache(ctx, cache, policy);
-    if (cache) {
-      ctx.cacheStatus = 'BYPASS';
-      ctx.cacheStatusHeader = 'karasu; fwd=bypass; detail=bucket-not-cached';
-    }
-    await serveFromUpstream(ctx);
+    // A memory-tier hit is answered synchronously: no promise unless something has to wait.
+    const serving = serve(ctx, cache);
+    return serving && serving.catch((err: unknown) => failed(ctx, err));
   } catch (err) {
-    if (ctx.res.destroyed && !ctx.res.writableFinished) return; // the client left; nobody to answer
-    sendError(ctx, toHttpError(err));
-    if (!(err instanceof HttpError)) throw err;
+    return failed(ctx, err);
   }
+}
+
+/** After authentication, so a cached object is never served to a caller who could not fetch it. */
+function serve(ctx: RequestContext, cache: FillContext | null): void | Promise<void> {
+  const policy = ctx.bucket!.cachePolicy;
+  if (cache && policy) return serveWithCache(ctx, cache, policy);
+  if (cache) {
+    ctx.cacheStatus = 'BYPASS';
+    ctx.cacheStatusHeader = 'karasu; fwd=bypass; detail=bucket-not-cached';
+  }
+  return serveFromUpstream(ctx);
+}
+
+/** Answers an error; an unexpected one (a bug, not an HttpError) is also passed on to be logged. */
+function failed(ctx: RequestContext, err: unknown): void | Promise<void> {
+  if (ctx.res.destroyed && !ctx.res.writableFinished) return; // the client left; nobody to answer
+  sendError(ctx, toHttpError(err));
+  if (!(err instanceof HttpError)) return Promise.reject(err);
 }
 
 function route(ctx: RequestContext): void {
@@ -44,11 +61,10 @@ function route(ctx: RequestContext): void {
 }
 
 /**
- * JWT authentication (src/auth/): a refused caller gets 401/403 (503 while the keys are not loaded) and
- * never reaches the cache. A verified token is remembered until it expires, so a cache hit costs a map
- * lookup here, not a signature check.
+ * Applies the bucket's JWT verdict (src/auth/): a refused caller gets 401/403 (503 while the keys are not
+ * loaded) and never reaches the cache. A verified token is remembered until it expires, so a cache hit
+ * costs a map lookup here, not a signature check.
  */
-/** Applies the bucket's verdict on the caller: a refusal ends the request here, before the cache. */
 function authenticated(ctx: RequestContext, outcome: AuthOutcome): void {
   if (!outcome.ok) throw outcome.error;
   ctx.user = outcome.token.sub;

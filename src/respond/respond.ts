@@ -25,6 +25,25 @@ function baseHeaders(ctx: RequestContext, headers: Record<string, string>): Reco
   return headers;
 }
 
+/**
+ * baseHeaders for a prebuilt header list (see representation.ts): the same headers, appended to a copy.
+ * The list already carries the `private` rewrite when the bucket is token-protected.
+ */
+function withBaseHeaders(ctx: RequestContext, prebuilt: readonly string[], age: string | undefined): string[] {
+  const headers = prebuilt.slice();
+  if (age !== undefined) headers.push('age', age);
+  headers.push('x-request-id', ctx.id);
+  if (ctx.cacheStatus) headers.push('x-cache', ctx.cacheStatus, 'cache-status', ctx.cacheStatusHeader!);
+  const cors = ctx.bucket?.cors;
+  if (cors) {
+    // Representation headers never carry Vary (http/headers.ts), so there is nothing to merge with.
+    headers.push('vary', 'Origin');
+    const origin = cors.allowOrigin(ctx.req.headers.origin);
+    if (origin) headers.push('access-control-allow-origin', origin, ...cors.responseHeaderList);
+  }
+  return headers;
+}
+
 /** Origins use a handful of Cache-Control values: rewriting each once keeps this off the hot path. */
 const privateForms = new Map<string, string>();
 
@@ -84,11 +103,23 @@ export function sendBuffer(ctx: RequestContext, status: number, headers: Record<
   ctx.res.end(body);
 }
 
+/** A 200 with a prebuilt header list; `body` null for HEAD. */
+export function sendPrebuilt(ctx: RequestContext, prebuilt: readonly string[], age: string | undefined, body: Buffer | Readable | null): void | Promise<void> {
+  ctx.res.writeHead(200, withBaseHeaders(ctx, prebuilt, age));
+  if (body === null) {
+    ctx.res.end();
+    return;
+  }
+  if (!Buffer.isBuffer(body)) return streamBody(ctx, body);
+  ctx.bytesSent += body.length;
+  ctx.res.end(body);
+}
+
 /**
  * Streams a body with backpressure. A source that fails midway destroys the client connection
  * (pipeline does), so a short body is never mistaken for a complete one.
  */
-export async function sendStream(
+export function sendStream(
   ctx: RequestContext,
   status: number,
   headers: Record<string, string>,
@@ -96,6 +127,10 @@ export async function sendStream(
   transform?: Transform,
 ): Promise<void> {
   ctx.res.writeHead(status, baseHeaders(ctx, headers));
+  return streamBody(ctx, body, transform);
+}
+
+async function streamBody(ctx: RequestContext, body: Readable, transform?: Transform): Promise<void> {
   if (ctx.method === 'HEAD') {
     body.destroy();
     ctx.res.end();

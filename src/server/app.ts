@@ -210,7 +210,8 @@ function handleProxy(karasu: Karasu, req: http.IncomingMessage, res: http.Server
     sendError(ctx, refused);
     return;
   }
-  proxy(ctx, karasu.cache).catch((err: unknown) => karasu.log.error({ err, request_id: ctx.id }, 'proxy failed'));
+  const running = proxy(ctx, karasu.cache);
+  if (running) running.catch((err: unknown) => karasu.log.error({ err, request_id: ctx.id }, 'proxy failed'));
 }
 
 /** The log phase: once per request, when the response is done or the client gone. */

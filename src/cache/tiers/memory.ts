@@ -44,6 +44,10 @@ export class MemoryTier implements CacheTier {
   }
 
   async get(key: string): Promise<CacheHit | null> {
+    return this.getSync(key);
+  }
+
+  getSync(key: string): CacheHit | null {
     this.admission?.record(key);
     return this.lru.get(key) ?? null;
   }
