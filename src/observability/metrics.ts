@@ -13,13 +13,13 @@ export function createMetrics() {
     'method',
     'status',
   ]);
-  const duration = new client.Histogram({
-    name: 'karasu_http_request_duration_seconds',
-    help: 'Time from request to the last byte of the response',
-    labelNames: ['bucket'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [registry],
-  });
+  const duration = new TallyHistogram(
+    registry,
+    'karasu_http_request_duration_seconds',
+    'Time from request to the last byte of the response',
+    'bucket',
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  );
   const bytesSent = new TallyCounter(registry, 'karasu_http_response_bytes_total', 'Body bytes sent to clients', ['bucket']);
   const rejected = new client.Counter({
     name: 'karasu_rejected_requests_total',
@@ -102,6 +102,70 @@ export class TallyCounter {
     const tally = this.tallies.get(key);
     if (tally) tally.value += by;
     else this.tallies.set(key, { labels: { ...labels }, value: by });
+  }
+}
+
+interface HistogramTally {
+  /** Observations per bucket, not cumulative; the last slot is above the highest bound. */
+  counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram with one label for the per-request path: an observation is a map lookup and a few
+ * additions. prom-client's Histogram.observe validates and hashes its label object and allocates per
+ * call; this registers itself with the registry and answers its get() in prom-client's own format, so
+ * the exposition is the same.
+ */
+export class TallyHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly tallies = new Map<string, HistogramTally>();
+
+  constructor(
+    registry: client.Registry,
+    readonly name: string,
+    readonly help: string,
+    private readonly labelName: string,
+    private readonly bounds: readonly number[],
+  ) {
+    registry.registerMetric(this as unknown as client.Metric);
+  }
+
+  observe(labelValue: string, value: number): void {
+    let tally = this.tallies.get(labelValue);
+    if (tally === undefined) {
+      tally = { counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 };
+      this.tallies.set(labelValue, tally);
+    }
+    let slot = 0;
+    while (slot < this.bounds.length && value > this.bounds[slot]) slot++;
+    tally.counts[slot]++;
+    tally.sum += value;
+    tally.count++;
+  }
+
+  /** What the registry reads at scrape time (prom-client's metric `get()` shape). */
+  get(): { name: string; help: string; type: 'histogram'; values: Array<client.MetricValueWithName<string>>; aggregator: client.Aggregator } {
+    const values: Array<client.MetricValueWithName<string>> = [];
+    for (const [labelValue, tally] of this.tallies) {
+      const labels = { [this.labelName]: labelValue };
+      const bucketName = `${this.name}_bucket`;
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += tally.counts[i];
+        values.push({ labels: { le, ...labels }, value: cumulative, metricName: bucketName });
+      });
+      values.push({ labels: { le: '+Inf', ...labels }, value: tally.count, metricName: bucketName });
+      values.push({ labels, value: tally.sum, metricName: `${this.name}_sum` });
+      values.push({ labels, value: tally.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' };
+  }
+
+  reset(): void {
+    this.tallies.clear();
   }
 }
 

@@ -223,7 +223,7 @@ function finish(karasu: Karasu, ctx: RequestContext): void {
   const bucket = ctx.bucket?.config.name ?? '-';
   const seconds = (performance.now() - ctx.startedAt) / 1000;
   karasu.metrics.requests.inc({ bucket, method: ctx.method, status });
-  karasu.metrics.duration.observe({ bucket }, seconds);
+  karasu.metrics.duration.observe(bucket, seconds);
   if (ctx.bytesSent > 0) {
     karasu.metrics.bytesSent.inc({ bucket }, ctx.bytesSent);
     if (karasu.cache && status < 300 && SERVED_FROM_CACHE.has(ctx.cacheStatus!)) {
