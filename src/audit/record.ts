@@ -67,7 +67,7 @@ const FWD_STATUS = /fwd-status=(\d{3})/;
 /** S3's status: set by the responder, or — for a cache fill shared by several clients — the `fwd-status` of Cache-Status. */
 function upstreamStatus(f: RequestFacts): number | null {
   if (f.upstreamStatus !== null) return f.upstreamStatus;
-  const m = f.cacheStatusHeader === null ? null : FWD_STATUS.exec(f.cacheStatusHeader);
+  const m = f.cacheStatusHeader === null || !f.cacheStatusHeader.includes('fwd-status=') ? null : FWD_STATUS.exec(f.cacheStatusHeader);
   return m ? Number(m[1]) : null;
 }
 
@@ -88,6 +88,23 @@ function isoTime(now: number): string {
 const orNull = (v: string | null): string => (v === null ? 'null' : q(v));
 
 /**
+ * `Math.round(ms * 100) / 100` as JSON would print it, from integers: V8's shortest-float printing
+ * costs more than the rest of the line.
+ */
+export function durationText(ms: number): string {
+  const hundredths = Math.round(ms * 100);
+  if (!Number.isSafeInteger(hundredths) || hundredths < 0) return String(hundredths / 100);
+  const whole = Math.floor(hundredths / 100);
+  const fraction = hundredths - whole * 100;
+  if (fraction === 0) return `${whole}`;
+  if (fraction % 10 === 0) return `${whole}.${fraction / 10}`;
+  return `${whole}.${fraction < 10 ? '0' : ''}${fraction}`;
+}
+
+const LOWER_CACHE_STATUS: Record<string, string> = { HIT: '"hit"', MISS: '"miss"', STALE: '"stale"', REVALIDATED: '"revalidated"', BYPASS: '"bypass"' };
+const cacheStatusJson = (status: string | null): string => (status === null ? 'null' : (LOWER_CACHE_STATUS[status] ?? q(status.toLowerCase())));
+
+/**
  * The record as one JSON line, written out field by field: the same text as
  * `JSON.stringify(buildRecord(f, now))`, without building the object first (the log phase is hot).
  */
@@ -102,8 +119,8 @@ export function recordLine(f: RequestFacts, now = Date.now()): string {
     `,"client_ip":${q(trustedProxies(f.trustedProxies).clientIp(f.req.socket?.remoteAddress, headers['x-forwarded-for']))}` +
     `,"user":${orNull(f.user)},"bucket":${orNull(f.bucket)},"object_key":${orNull(f.objectKey)}` +
     `,"method":${token(f.method)},"path":${q(f.path)},"range":${orNull(headerText(headers.range))}` +
-    `,"status":${f.status},"bytes_sent":${f.bytesSent},"duration_ms":${Math.round(f.durationMs * 100) / 100}` +
-    `,"cache_status":${f.cacheStatus === null ? 'null' : q(f.cacheStatus.toLowerCase())},"cache_tier":${orNull(tier)}` +
+    `,"status":${f.status},"bytes_sent":${f.bytesSent},"duration_ms":${durationText(f.durationMs)}` +
+    `,"cache_status":${cacheStatusJson(f.cacheStatus)},"cache_tier":${orNull(tier)}` +
     `,"upstream_status":${upstream === null ? 'null' : upstream}` +
     `,"user_agent":${orNull(headerText(headers['user-agent']))},"referer":${typeof referer === 'string' ? q(redactUrl(referer)) : 'null'}` +
     `,"complete":${f.complete}}\n`

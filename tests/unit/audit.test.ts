@@ -14,7 +14,7 @@ import { AuditLog } from '../../src/audit/audit-log.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { progressBar, progressLine, progressWriter } from '../../src/admin/progress.js';
 import { FileSink, backupName } from '../../src/audit/file.js';
-import { buildRecord, recordLine, type RequestFacts } from '../../src/audit/record.js';
+import { buildRecord, durationText, recordLine, type RequestFacts } from '../../src/audit/record.js';
 import { redactUrl } from '../../src/audit/redact.js';
 import { S3ExportSink } from '../../src/audit/s3.js';
 import { formatRfc5424, TcpSyslogSink } from '../../src/audit/syslog.js';
@@ -85,11 +85,22 @@ describe('the record line', () => {
       complete: false,
       trustedProxies: ['127.0.0.1'],
     };
-    for (const f of [base, { ...base, user: null, bucket: null, objectKey: null, cacheStatus: null, cacheStatusHeader: null, upstreamStatus: 502, id: 'weird id "x"' }]) {
+    const variants: RequestFacts[] = [
+      base,
+      { ...base, user: null, bucket: null, objectKey: null, cacheStatus: null, cacheStatusHeader: null, upstreamStatus: 502, id: 'weird id "x"' },
+      { ...base, cacheStatus: 'HIT', cacheStatusHeader: 'karasu; hit; detail=memory; fwd=stale; fwd-status=503' },
+      { ...base, cacheStatus: 'MISS', cacheStatusHeader: 'karasu; fwd=uri-miss; fwd-status=200; stored; collapsed' },
+      ...[0, 0.004, 0.005, 0.015, 0.1, 0.125, 0.999, 0.996, 1.5, 2, 10.01, 12345.678, 99.999, 1e6 + 0.07, 1e15 + 0.5].map((durationMs) => ({ ...base, durationMs })),
+    ];
+    for (const f of variants) {
       const now = Date.UTC(2026, 0, 2, 3, 4, 5, 6);
       const line = recordLine(f, now);
       assert.ok(line.endsWith('}\n'));
       assert.equal(line, `${JSON.stringify(buildRecord(f, now))}\n`);
+    }
+    for (let i = 0; i < 100_000; i++) {
+      const ms = i < 50_000 ? Math.random() * 10 ** (i % 7) : i / 1000;
+      assert.equal(durationText(ms), String(Math.round(ms * 100) / 100), `duration ${ms}`);
     }
     const record = buildRecord(base, 0);
     assert.equal(record.client_ip, '203.0.113.9');
