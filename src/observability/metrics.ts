@@ -85,23 +85,45 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+interface CounterTally {
+  labels: Record<string, string | number>;
+  value: number;
+}
+
 /**
- * A counter for the per-request path: a plain Map keyed by the label values, copied into prom-client
- * when Prometheus scrapes. prom-client's own inc() hashes and validates its label object on every call.
+ * A counter for the per-request path, copied into prom-client when Prometheus scrapes (prom-client's
+ * own inc() validates and hashes its label object on every call). Tallies sit in one Map level per
+ * label, keyed by the label values themselves: no key string is built per call.
  */
 export class TallyCounter {
-  private readonly tallies = new Map<string, { labels: Record<string, string | number>; value: number }>();
+  private readonly root = new Map<string | number, unknown>();
+  private readonly tallies: CounterTally[] = [];
 
   constructor(registry: client.Registry, name: string, help: string, private readonly labelNames: readonly string[]) {
-    mirroredCounter(registry, name, help, [...labelNames], () => Array.from(this.tallies.values(), (t) => [t.labels, t.value] as const));
+    mirroredCounter(registry, name, help, [...labelNames], () => this.tallies.map((t) => [t.labels, t.value] as const));
   }
 
   inc(labels: Record<string, string | number>, by = 1): void {
-    let key = '';
-    for (const name of this.labelNames) key += `${labels[name]}\u0001`;
-    const tally = this.tallies.get(key);
-    if (tally) tally.value += by;
-    else this.tallies.set(key, { labels: { ...labels }, value: by });
+    const names = this.labelNames;
+    let level = this.root;
+    for (let i = 0; i < names.length - 1; i++) {
+      const value = labels[names[i]];
+      let next = level.get(value) as Map<string | number, unknown> | undefined;
+      if (next === undefined) {
+        next = new Map();
+        level.set(value, next);
+      }
+      level = next;
+    }
+    const last = labels[names[names.length - 1]];
+    const tally = level.get(last) as CounterTally | undefined;
+    if (tally !== undefined) {
+      tally.value += by;
+      return;
+    }
+    const created = { labels: { ...labels }, value: by };
+    level.set(last, created);
+    this.tallies.push(created);
   }
 }
 
