@@ -9,11 +9,14 @@
 //                  bucket of the same process, one token per scheme on every request; target >= 0.9 each
 //   hot-hit-audit  Karasu hot hits (1 KiB) without vs with the audit log to a file; target >= 0.9, and the
 //                  audit lines written are counted against the requests answered
+//   zipf      Zipf(1.0) GET trace over 10,000 objects (415 MiB) through Karasu (memory tier held at 10 % of the
+//             bytes) and nginx proxy_cache (max_size the same), origin counted by a relay; target: Karasu saves
+//             >= 80 % of S3 GETs. Offline references (LRU, belady-size, infinite cache) over the same trace.
 //
 // Rounds are interleaved (A B, then B A, …) so machine drift cancels; the table shows medians over rounds.
 // With taskset and >= 2 CPUs the load generator runs on CPU 0; the process under test gets CPU 1 in hot-hit*,
-// s3rver gets CPU 1 in all-miss/big (the origin is "another machine"). wrk is used when installed, else a
-// Node keep-alive client. nginx columns are skipped (with a note) when nginx is not installed.
+// s3rver gets CPU 1 in all-miss/big (the origin is "another machine"); zipf (counts, not speed) pins nothing.
+// wrk is used when installed, else a Node keep-alive client. nginx columns are skipped (with a note) when nginx is not installed.
 // See docs/benchmarks.md.
 import { createReadStream, readFileSync, readdirSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -27,11 +30,12 @@ import { SignJWT, exportSPKI, generateKeyPair } from 'jose';
 import { startKarasu, ROOT } from './lib/karasu.mjs';
 import { runLoad } from './lib/load.mjs';
 import { nginxVersion, startNginx } from './lib/nginx.mjs';
-import { aggregate, bigTable, comparisonTable, median } from './lib/report.mjs';
+import { aggregate, bigTable, comparisonTable, median, zipfTable } from './lib/report.mjs';
 import { BUCKET, fetchDigest, putRandomObject, startS3rver } from './lib/s3.mjs';
-import { CLK_TCK, groupCpuTicks, hasCommand, killAllSync, repin, rssKiB, sleep, stopAll, stopChild } from './lib/procs.mjs';
+import { CLK_TCK, groupCpuTicks, hasCommand, killAllSync, repin, rssKiB, runBounded, sleep, stopAll, stopChild } from './lib/procs.mjs';
+import { ZIPF_BUCKET, ZIPF_FULL_TRACE, checkSeeded, makeWorkload, replayTrace, sampleEvery, seedWorkload, simulate, startRelay } from './lib/zipf.mjs';
 
-const SCENARIOS = ['all-miss', 'hot-hit', 'big', 'hot-hit-auth', 'hot-hit-audit'];
+const SCENARIOS = ['all-miss', 'hot-hit', 'big', 'hot-hit-auth', 'hot-hit-audit', 'zipf'];
 const SIZES = { '1k': 1024, '16k': 16 * 1024, '1m': 1024 * 1024, '256m': 256 * 1024 * 1024 };
 const MiB = 1024 * 1024;
 
@@ -39,11 +43,12 @@ const USAGE = `usage: npm run bench -- [options]
   --duration S      seconds per measured load run (default 10)
   --rounds N        interleaved rounds (default 2)
   --only LIST       comma list of ${SCENARIOS.join(', ')} (default: all)
-  --quick           --duration 3 --rounds 1, shorter warm-up
+  --quick           --duration 3 --rounds 1, shorter warm-up, --zipf-requests 20000
   --connections N   concurrent keep-alive connections (default 50)
   --client C        wrk | node (default: wrk when installed)
+  --zipf-requests N zipf: replay the first N of the 200,000-GET trace (default: all of it; --quick 20000)
   --max-seconds S   hard bound for the whole run (default: about twice the estimate)
-  --keep            keep the scratch folder (s3rver data, nginx cache); logs and results are always kept
+  --keep            keep the scratch folder (s3rver data incl. the zipf bucket, nginx caches); logs and results are always kept
 `;
 
 // ─── options and environment ─────────────────────────────────────────────────────────────────────────
@@ -58,6 +63,7 @@ function parseOptions(argv) {
       quick: { type: 'boolean', default: false },
       connections: { type: 'string', default: '50' },
       client: { type: 'string' },
+      'zipf-requests': { type: 'string' },
       'max-seconds': { type: 'string' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -85,6 +91,7 @@ function parseOptions(argv) {
     warmSeconds: values.quick ? 1 : Math.min(2, duration),
     connections: int(values.connections, 'connections', 1, 1000),
     client: values.client,
+    zipfRequests: int(values['zipf-requests'] ?? (values.quick ? 20_000 : ZIPF_FULL_TRACE), 'zipf-requests', 1000, ZIPF_FULL_TRACE),
     keep: values.keep,
   };
   opts.maxSeconds = values['max-seconds'] ? int(values['max-seconds'], 'max-seconds', 10, 7200) : 2 * estimateSeconds(opts) + 120;
@@ -99,6 +106,7 @@ function estimateSeconds(o) {
   if (o.only.includes('big')) s += 15 + o.rounds * 2 * 5;
   if (o.only.includes('hot-hit-auth')) s += 3 * perPair + 10;
   if (o.only.includes('hot-hit-audit')) s += 2 * perPair + 20;
+  if (o.only.includes('zipf')) s += zipfEstimate(o.zipfRequests);
   return s;
 }
 
@@ -146,7 +154,7 @@ const log = (msg) => process.stderr.write(`[${new Date().toISOString().slice(11,
 function newContext(opts, env) {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'karasu-bench-'));
   mkdirSync(path.join(scratch, 'logs'));
-  return { opts, env, scratch, s3: null, objects: {}, pairs: [], samples: [], big: null, audit: null, notes: [], verdicts: [], t0: Date.now() };
+  return { opts, env, scratch, s3: null, objects: {}, pairs: [], samples: [], big: null, audit: null, zipf: null, notes: [], verdicts: [], t0: Date.now() };
 }
 
 async function ensureObject(ctx, key) {
@@ -684,6 +692,170 @@ function timedDownload(ctx, url, pid) {
   });
 }
 
+// ─── zipf ────────────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * Seconds for the zipf scenario on a 2-core VM: seeding what the prefix touches (12 s for 50k GETs, 17 s for all),
+ * Karasu's replay (~0.7 s per 1,000 GETs), nginx's (~0.35 s), the sims (< 1 s). Measured: 20k 32 s, 50k 72 s, 200k 259 s.
+ */
+function zipfEstimate(requests) {
+  return 20 + Math.ceil(requests / 1000);
+}
+
+/**
+ * Replays the Zipf trace through Karasu (memory tier only, held at CACHE_BYTES) and, when installed, nginx
+ * proxy_cache (max_size = CACHE_BYTES), each in front of its own counting relay to s3rver; then the offline
+ * references over the same trace. Counts, not speed: every process may use every CPU here.
+ */
+async function zipf(ctx) {
+  const { env, opts } = ctx;
+  const wl = makeWorkload(opts.zipfRequests);
+  const z = {
+    requests: wl.trace.length,
+    full_trace: ZIPF_FULL_TRACE,
+    objects: wl.params.objects,
+    seed: wl.params.seed,
+    data_bytes: wl.dataBytes,
+    cache_bytes: wl.cacheBytes,
+    trace_bytes: wl.traceBytes,
+    distinct_objects: wl.requested.length,
+    concurrency: 32,
+    target: { op: '>=', value: 80 },
+    rows: [],
+    notes: [],
+  };
+  ctx.zipf = z;
+  const allCpus = env.pin ? `0-${env.nproc - 1}` : null;
+  const setOwnCpus = (cpus) => spawnSync('taskset', ['-a', '-p', '-c', String(cpus), String(process.pid)], { stdio: 'ignore' });
+  if (allCpus) {
+    setOwnCpus(allCpus);
+    repin(ctx.s3.child.pid, allCpus);
+  }
+  try {
+    log(`zipf: seeding ${wl.requested.length.toLocaleString('en-US')} objects (${(wl.requested.reduce((a, i) => a + wl.sizes[i], 0) / MiB).toFixed(1)} MiB) into bucket ${ZIPF_BUCKET}, 16 in flight`);
+    z.seeding = await seedWorkload(ctx.s3.endpoint, ZIPF_BUCKET, wl, { inFlight: 16 });
+    const bad = await checkSeeded(ctx.s3.endpoint, ZIPF_BUCKET, wl);
+    if (bad.length) throw new Error(`zipf: ${bad.length}/50 seeded objects missing or wrong: ${bad.slice(0, 3).join('; ')}`);
+    log(`zipf: seeded ${(z.seeding.bytes / MiB).toFixed(1)} MiB in ${z.seeding.seconds.toFixed(1)} s; ${z.requests.toLocaleString('en-US')} GETs, cache ${z.cache_bytes.toLocaleString('en-US')} B`);
+    throwIfStopping();
+    z.rows.push(await zipfRun(ctx, wl, 'karasu', allCpus));
+    throwIfStopping();
+    if (env.nginx) z.rows.push(await zipfRun(ctx, wl, 'nginx', allCpus));
+    else z.notes.push('nginx is not installed: no nginx reference row (apt-get install -y nginx)');
+    const t = Date.now();
+    for (const r of simulate(wl, wl.cacheBytes))
+      z.rows.push({ proxy: `sim:${r.name}`, client_gets: z.requests, client_bytes: wl.traceBytes, ...r, ...savings(r.origin_gets, r.origin_bytes, z.requests, wl.traceBytes) });
+    log(`zipf: offline references in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  } finally {
+    if (allCpus) {
+      setOwnCpus(env.clientCpu);
+      repin(ctx.s3.child.pid, env.serverCpu);
+    }
+    if (!opts.keep) rmSync(path.join(ctx.scratch, 's3', ZIPF_BUCKET), { recursive: true, force: true });
+  }
+}
+
+const savings = (originGets, originBytes, clientGets, clientBytes) => ({
+  pct_gets_saved: clientGets ? 100 * (1 - originGets / clientGets) : null,
+  byte_hit_ratio: clientBytes ? 1 - originBytes / clientBytes : null,
+});
+
+/** One proxy (`karasu` | `nginx`) from an empty cache, behind a fresh relay: replay, then the relay's counts. */
+async function zipfRun(ctx, wl, kind, cpu) {
+  const z = ctx.zipf;
+  const row = { proxy: kind, cache_bytes: wl.cacheBytes };
+  const relay = await startRelay(ctx.s3.port);
+  let proc = null;
+  try {
+    try {
+      proc = kind === 'karasu' ? await startZipfKarasu(ctx, wl, relay, cpu) : await startNginx(ctx.scratch, { s3Port: relay.port, cpu, location: ZIPF_BUCKET, maxSize: wl.cacheBytes, name: 'nginx-zipf' });
+    } catch (err) {
+      row.error = `did not start: ${firstLines(err)}`;
+      z.notes.push(`${kind}: ${row.error}`);
+      return row;
+    }
+    const sampler = kind === 'karasu' ? sampleEvery(1000, () => karasuTierBytes(proc.base)) : sampleEvery(1000, () => cacheFileBytes(path.join(proc.dir, 'cache')));
+    const maxSeconds = Math.max(120, Math.ceil(wl.trace.length / 200));
+    log(`zipf ${kind}: replaying ${wl.trace.length.toLocaleString('en-US')} GETs, ${z.concurrency} in flight (bound ${maxSeconds} s)`);
+    const st = await replayTrace({
+      base: proc.base,
+      prefix: ZIPF_BUCKET,
+      wl,
+      concurrency: z.concurrency,
+      maxSeconds,
+      onProgress: (s, secs) => log(`zipf ${kind}: ${secs.toFixed(0)} s, ${s.sent.toLocaleString('en-US')} sent, ${s.failed} failed, ${relay.stats().gets.toLocaleString('en-US')} origin GETs`),
+    });
+    const samples = await sampler.stop();
+    if (kind === 'karasu') {
+      const tier = samples.filter((x) => x.bytes !== null);
+      row.cache_peak_bytes = tier.length ? Math.max(...tier.map((x) => x.bytes)) : null;
+      row.cache_budget_bytes = tier.find((x) => x.max !== null)?.max ?? null;
+      if (row.cache_budget_bytes !== null && row.cache_budget_bytes !== wl.cacheBytes)
+        z.notes.push(`karasu: karasu_cache_max_bytes{tier="memory"} is ${row.cache_budget_bytes}, not CACHE_BYTES ${wl.cacheBytes}`);
+    } else if (samples.length) {
+      row.cache_peak_bytes = Math.max(...samples);
+      row.cache_mean_bytes = Math.round(samples.reduce((a, b) => a + b, 0) / samples.length);
+      row.cache_samples_over = samples.filter((b) => b > wl.cacheBytes).length;
+      row.cache_samples = samples.length;
+    }
+    const rs = relay.stats();
+    Object.assign(row, {
+      client_gets: st.sent,
+      ok: st.ok,
+      failed: st.failed,
+      failures: st.failures,
+      first_failures: st.first_failures,
+      truncated_by_time: st.truncated_by_time,
+      client_bytes: st.client_bytes,
+      origin_gets: rs.gets,
+      origin_bytes: rs.get_cl_bytes,
+      origin_body_bytes: rs.get_body_bytes,
+      origin_status: rs.get_status,
+      origin_other: rs.requests - rs.gets,
+      distinct_keys_fetched: rs.distinct_get_paths,
+      relay_retries: rs.retries,
+      x_cache: st.x_cache,
+      elapsed_s: st.elapsed_s,
+      ...savings(rs.gets, rs.get_cl_bytes, st.sent, st.client_bytes),
+    });
+    log(`zipf ${kind}: ${row.origin_gets.toLocaleString('en-US')} origin GETs for ${row.client_gets.toLocaleString('en-US')} (${row.pct_gets_saved.toFixed(1)} % saved), BHR ${row.byte_hit_ratio.toFixed(3)}, ${row.failed} failed, ${row.elapsed_s.toFixed(1)} s`);
+    return row;
+  } finally {
+    if (proc) await stopChild(proc.child, kind === 'nginx' ? { signal: 'SIGQUIT' } : undefined);
+    await relay.close();
+    if (kind === 'nginx' && !ctx.opts.keep) rmSync(path.join(ctx.scratch, 'nginx-zipf', 'cache'), { recursive: true, force: true });
+  }
+}
+
+/** Karasu with only the memory tier, held at exactly CACHE_BYTES (bytes / 2^20 MB: Karasu multiplies back exactly). */
+function startZipfKarasu(ctx, wl, relay, cpu) {
+  const mb = wl.cacheBytes / MiB;
+  return startKarasu(ctx.scratch, {
+    s3Endpoint: relay.endpoint,
+    cache: true,
+    cpu,
+    tag: 'zipf',
+    buckets: [{ name: ZIPF_BUCKET, prefix: `/${ZIPF_BUCKET}`, s3Bucket: ZIPF_BUCKET }],
+    memory: { max_cache_size_mb: String(mb), max_item_size_mb: String(Math.min(16, mb)), default_ttl_seconds: 3600 },
+    check: true,
+  });
+}
+
+/** Karasu's memory tier as charged (bodies + per-entry overhead) and its budget, from /metrics. */
+async function karasuTierBytes(base) {
+  const m = await fetchMetrics(base);
+  return { bytes: metricSum(m, 'karasu_cache_bytes', { tier: 'memory' }), max: metricSum(m, 'karasu_cache_max_bytes', { tier: 'memory' }) };
+}
+
+/** Allocated bytes of the files under `dir` (what nginx charges against max_size; directories not counted). */
+async function cacheFileBytes(dir) {
+  const r = await runBounded('find', [dir, '-type', 'f', '-printf', '%b\\n'], { timeoutMs: 10_000 });
+  if (r.code !== 0 || r.timedOut) return null;
+  let blocks = 0;
+  for (const line of r.stdout.split('\n')) if (line) blocks += Number(line);
+  return blocks * 512;
+}
+
 // ─── report ──────────────────────────────────────────────────────────────────────────────────────────
 
 function printReport(ctx, status) {
@@ -705,6 +877,11 @@ function printReport(ctx, status) {
   ctx.verdicts = table.verdicts;
   if (pairs.length) out.push(...table.lines, '');
   if (ctx.big) out.push(...bigTable(ctx.big), '', `big: Karasu ${ctx.big.karasu_cache}.`, '');
+  if (ctx.zipf) {
+    const z = zipfTable(ctx.zipf);
+    out.push(...z.lines, '');
+    if (z.verdict) ctx.verdicts.push(z.verdict);
+  }
   if (ctx.audit) out.push(auditLine(ctx.audit), '');
   out.push(
     'CPU % = CPU time of that process (group) during the run; 100 = one core. Values are medians over rounds.',
@@ -742,6 +919,7 @@ function writeResults(ctx, facts, aggs, status) {
     verdicts: ctx.verdicts,
     big: ctx.big,
     audit: ctx.audit,
+    zipf: ctx.zipf,
     samples: ctx.samples,
     notes: ctx.notes,
   };
@@ -751,7 +929,7 @@ function writeResults(ctx, facts, aggs, status) {
 
 function cleanScratch(ctx) {
   if (ctx.opts.keep) return;
-  for (const d of ['s3', 'nginx', 'audit']) rmSync(path.join(ctx.scratch, d), { recursive: true, force: true });
+  for (const d of ['s3', 'nginx', 'nginx-zipf', 'audit']) rmSync(path.join(ctx.scratch, d), { recursive: true, force: true });
 }
 
 // ─── main ────────────────────────────────────────────────────────────────────────────────────────────
@@ -772,13 +950,14 @@ async function main(ctx) {
   installStopHandlers(ctx);
   log(`scratch ${ctx.scratch}; scenarios ${opts.only.join(', ')}; hard bound ${opts.maxSeconds} s`);
 
-  ctx.s3 = await startS3rver(ctx.scratch, { cpu: env.serverCpu });
+  ctx.s3 = await startS3rver(ctx.scratch, { cpu: env.serverCpu, buckets: opts.only.includes('zipf') ? [BUCKET, ZIPF_BUCKET] : [BUCKET] });
   for (const key of ['1k', '16k', '1m']) await ensureObject(ctx, key);
   if (opts.only.includes('all-miss')) await allMiss(ctx);
   if (opts.only.includes('hot-hit')) await hotHit(ctx);
   if (opts.only.includes('hot-hit-auth')) await hotHitAuth(ctx);
   if (opts.only.includes('hot-hit-audit')) await hotHitAudit(ctx);
   if (opts.only.includes('big')) await big(ctx);
+  if (opts.only.includes('zipf')) await zipf(ctx);
   await finish(ctx, 'complete');
 }
 

@@ -7,24 +7,30 @@ import { freePort, runBounded, startChild, waitForPort } from './procs.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+const MEMORY_TIER = { max_cache_size_mb: 256, max_item_size_mb: 16, default_ttl_seconds: 3600 };
+
 /**
- * `buckets`: [{ name, prefix, auth }] (default: one public bucket `bench` at `/bench`), each in front of the
- * s3rver bucket `bench`; `auth` is the YAML flow mapping of `buckets[].auth`. `extra`: more top-level YAML
+ * `buckets`: [{ name, prefix, auth, s3Bucket }] (default: one public bucket `bench` at `/bench`), each in front
+ * of the s3rver bucket `s3Bucket` (default `bench`); `auth` is the YAML flow mapping of `buckets[].auth`.
+ * `memory`: the memory tier's keys (default 256 MB, 16 MB items, 1 h TTL). `extra`: more top-level YAML
  * (`jwt`, `audit_log`).
  */
-export function karasuConfig({ port, s3Endpoint, cache, buckets = [{ name: BUCKET, prefix: `/${BUCKET}` }], extra = '' }) {
+export function karasuConfig({ port, s3Endpoint, cache, buckets = [{ name: BUCKET, prefix: `/${BUCKET}` }], memory = MEMORY_TIER, extra = '' }) {
+  const memoryKeys = Object.entries(memory)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
   const cacheBlock = cache
     ? `cache:
   enabled: true
   cache_layers: [memory]
-  memory: { max_cache_size_mb: 256, max_item_size_mb: 16, default_ttl_seconds: 3600 }`
+  memory: { ${memoryKeys} }`
     : `cache:
   enabled: false`;
   const bucketBlocks = buckets
     .map(
       (b) => `  - name: ${b.name}
     path_prefix: ${b.prefix}
-    s3: { bucket: ${BUCKET}, region: us-east-1, endpoint: ${s3Endpoint}, access_key: S3RVER, secret_key: S3RVER }${b.auth ? `\n    auth: ${b.auth}` : ''}`,
+    s3: { bucket: ${b.s3Bucket ?? BUCKET}, region: us-east-1, endpoint: ${s3Endpoint}, access_key: S3RVER, secret_key: S3RVER }${b.auth ? `\n    auth: ${b.auth}` : ''}`,
     )
     .join('\n');
   return `# written by bench/run.mjs
@@ -48,10 +54,10 @@ export async function checkConfig(configFile) {
  * Starts Karasu; throws (with its last log lines) when it does not come up. With `check`, the config is first
  * validated by `karasu check` (throws with its output when invalid).
  */
-export async function startKarasu(scratch, { s3Endpoint, cache, cpu, tag, buckets, extra, check = false }) {
+export async function startKarasu(scratch, { s3Endpoint, cache, cpu, tag, buckets, memory, extra, check = false }) {
   const port = await freePort();
   const configFile = path.join(scratch, `karasu-${tag}.yaml`);
-  writeFileSync(configFile, karasuConfig({ port, s3Endpoint, cache, buckets, extra }));
+  writeFileSync(configFile, karasuConfig({ port, s3Endpoint, cache, buckets, memory, extra }));
   if (check) {
     const why = await checkConfig(configFile);
     if (why) throw new Error(why);

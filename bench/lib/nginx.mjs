@@ -10,7 +10,7 @@ export function nginxVersion() {
   return (r.stderr || r.stdout || '').trim().replace(/^nginx version:\s*/, '') || null;
 }
 
-function nginxConf({ dir, port, s3Port }) {
+function nginxConf({ dir, port, s3Port, location, maxSize }) {
   // As root the worker would otherwise run as `nobody`, which cannot enter the private scratch folder.
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';
   return `# written by bench/run.mjs
@@ -29,11 +29,11 @@ http {
     uwsgi_temp_path ${dir}/uwsgi;
     scgi_temp_path ${dir}/scgi;
     proxy_temp_path ${dir}/proxy_temp;
-    proxy_cache_path ${dir}/cache levels=1:2 keys_zone=bench:10m max_size=2g inactive=60m use_temp_path=off;
+    proxy_cache_path ${dir}/cache levels=1:2 keys_zone=bench:10m max_size=${maxSize} inactive=60m use_temp_path=off;
     upstream s3 { server 127.0.0.1:${s3Port}; keepalive 32; }
     server {
         listen 127.0.0.1:${port};
-        location /${BUCKET}/ {
+        location /${location}/ {
             proxy_pass http://s3;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -48,14 +48,18 @@ http {
 `;
 }
 
-export async function startNginx(scratch, { s3Port, cpu }) {
-  const dir = path.join(scratch, 'nginx');
+/**
+ * `s3Port`: the upstream (s3rver, or the zipf scenario's relay); `location`: the route prefix without slashes;
+ * `maxSize`: proxy_cache_path max_size; `name`: folder in scratch and log file name.
+ */
+export async function startNginx(scratch, { s3Port, cpu, location = BUCKET, maxSize = '2g', name = 'nginx' }) {
+  const dir = path.join(scratch, name);
   mkdirSync(path.join(dir, 'cache'), { recursive: true });
   const port = await freePort();
   const confFile = path.join(dir, 'nginx.conf');
-  writeFileSync(confFile, nginxConf({ dir, port, s3Port }));
-  const logFile = path.join(scratch, 'logs', 'nginx.log');
+  writeFileSync(confFile, nginxConf({ dir, port, s3Port, location, maxSize }));
+  const logFile = path.join(scratch, 'logs', `${name}.log`);
   const child = startChild('nginx', 'nginx', ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile], { logFile, cpu });
   await waitForPort(port, child, { logFile: path.join(dir, 'error.log') });
-  return { child, port, base: `http://127.0.0.1:${port}`, stopSignal: 'SIGQUIT' };
+  return { child, port, base: `http://127.0.0.1:${port}`, dir, stopSignal: 'SIGQUIT' };
 }

@@ -11,13 +11,14 @@ const require = createRequire(import.meta.url);
 
 export const BUCKET = 'bench';
 
-export async function startS3rver(scratch, { cpu } = {}) {
+/** `buckets`: the buckets s3rver creates at start (default: `bench`). */
+export async function startS3rver(scratch, { cpu, buckets = [BUCKET] } = {}) {
   const dir = path.join(scratch, 's3');
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const bin = path.join(path.dirname(require.resolve('s3rver/package.json')), 'bin', 's3rver.js');
   const logFile = path.join(scratch, 'logs', 's3rver.log');
-  const args = [bin, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '-s', '--no-vhost-buckets', '--configure-bucket', BUCKET];
+  const args = [bin, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '-s', '--no-vhost-buckets', ...buckets.flatMap((b) => ['--configure-bucket', b])];
   const child = startChild('s3rver', process.execPath, args, { logFile, cpu });
   await waitForPort(port, child, { logFile });
   return { child, port, endpoint: `http://127.0.0.1:${port}` };
