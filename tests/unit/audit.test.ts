@@ -90,6 +90,7 @@ describe('the record line', () => {
       { ...base, user: null, bucket: null, objectKey: null, cacheStatus: null, cacheStatusHeader: null, upstreamStatus: 502, id: 'weird id "x"' },
       { ...base, cacheStatus: 'HIT', cacheStatusHeader: 'karasu; hit; detail=memory; fwd=stale; fwd-status=503' },
       { ...base, cacheStatus: 'MISS', cacheStatusHeader: 'karasu; fwd=uri-miss; fwd-status=200; stored; collapsed' },
+      ...['/lone\ud800surrogate', '/emoji-\u{1F600}', '/ctl\u0000\u001f\u007f', '/tab\tquote"back\\slash', '/plain-ascii_~!'].map((path) => ({ ...base, path, objectKey: path, user: path })),
       ...[0, 0.004, 0.005, 0.015, 0.1, 0.125, 0.999, 0.996, 1.5, 2, 10.01, 12345.678, 99.999, 1e6 + 0.07, 1e15 + 0.5].map((durationMs) => ({ ...base, durationMs })),
     ];
     for (const f of variants) {
