@@ -88,15 +88,16 @@ const verdictText = (ok, why) => (ok === null ? why || 'n/a' : ok ? 'pass' : 'BE
 export function bigTable(big) {
   const s = (x) => (x === null || x === undefined ? '–' : `${x.toFixed(3)} s`);
   const lines = [
-    '| object | direct TTFB | direct total | Karasu TTFB | Karasu total | total ratio | target | Karasu RSS growth | target | |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |',
+    '| object | direct TTFB | Karasu TTFB | TTFB ratio | target | direct total | Karasu total | total ratio | Karasu RSS growth | target | |',
+    '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |',
   ];
-  const ratioOk = big.ratio === null ? null : big.ratio <= 2;
+  // The issue's targets: TTFB <= 2x direct and RSS growth <= 64 MiB; the total time is shown, not judged.
+  const ttfbOk = big.ttfb_ratio === null ? null : big.ttfb_ratio <= 2;
   const rssOk = big.rss_growth_mib === null ? null : big.rss_growth_mib <= 64;
-  const verdict = ratioOk === null || rssOk === null ? big.note || 'n/a' : ratioOk && rssOk ? 'pass' : 'BELOW TARGET';
+  const verdict = ttfbOk === null || rssOk === null ? big.note || 'n/a' : ttfbOk && rssOk ? 'pass' : 'BELOW TARGET';
   lines.push(
-    `| 256 MiB | ${s(big.direct.ttfb_s)} | ${s(big.direct.total_s)} | ${s(big.karasu.ttfb_s)} | ${s(big.karasu.total_s)} ` +
-      `| ${fmtRatio(big.ratio)} | <= 2 | ${big.rss_growth_mib === null ? '–' : `${big.rss_growth_mib.toFixed(1)} MiB`} | <= 64 MiB | ${verdict} |`,
+    `| 256 MiB | ${s(big.direct.ttfb_s)} | ${s(big.karasu.ttfb_s)} | ${fmtRatio(big.ttfb_ratio)} | <= 2 | ${s(big.direct.total_s)} | ${s(big.karasu.total_s)} ` +
+      `| ${fmtRatio(big.ratio)} | ${big.rss_growth_mib === null ? '–' : `${big.rss_growth_mib.toFixed(1)} MiB`} | <= 64 MiB | ${verdict} |`,
   );
   return lines;
 }
