@@ -113,6 +113,28 @@ const LOWER_CACHE_STATUS: Record<string, string> = { HIT: '"hit"', MISS: '"miss"
 const cacheStatusJson = (status: string | null): string => (status === null ? 'null' : (LOWER_CACHE_STATUS[status] ?? q(status.toLowerCase())));
 
 /**
+ * The last value of a field and its JSON: consecutive requests mostly repeat the client, bucket, object
+ * and user agent, and comparing a short string is cheaper than escaping it again.
+ */
+function lastJson(): (v: string | null) => string {
+  let raw: string | null = null;
+  let json = 'null';
+  return (v) => {
+    if (v !== raw) {
+      raw = v;
+      json = v === null ? 'null' : q(v);
+    }
+    return json;
+  };
+}
+const clientIpJson = lastJson();
+const bucketJson = lastJson();
+const objectKeyJson = lastJson();
+const methodJson = lastJson();
+const pathJson = lastJson();
+const userAgentJson = lastJson();
+
+/**
  * The record as one JSON line, written out field by field: the same text as
  * `JSON.stringify(buildRecord(f, now))`, without building the object first (the log phase is hot).
  */
@@ -124,13 +146,13 @@ export function recordLine(f: RequestFacts, now = Date.now()): string {
   const upstream = upstreamStatus(f);
   return (
     `{"timestamp":"${isoTime(now)}","request_id":${q(f.id)}` +
-    `,"client_ip":${q(trustedProxies(f.trustedProxies).clientIp(f.req.socket?.remoteAddress, headers['x-forwarded-for']))}` +
-    `,"user":${orNull(f.user)},"bucket":${orNull(f.bucket)},"object_key":${orNull(f.objectKey)}` +
-    `,"method":${q(f.method)},"path":${q(f.path)},"range":${orNull(headerText(headers.range))}` +
+    `,"client_ip":${clientIpJson(trustedProxies(f.trustedProxies).clientIp(f.req.socket?.remoteAddress, headers['x-forwarded-for']))}` +
+    `,"user":${orNull(f.user)},"bucket":${bucketJson(f.bucket)},"object_key":${objectKeyJson(f.objectKey)}` +
+    `,"method":${methodJson(f.method)},"path":${pathJson(f.path)},"range":${orNull(headerText(headers.range))}` +
     `,"status":${f.status},"bytes_sent":${f.bytesSent},"duration_ms":${durationText(f.durationMs)}` +
     `,"cache_status":${cacheStatusJson(f.cacheStatus)},"cache_tier":${orNull(tier)}` +
     `,"upstream_status":${upstream === null ? 'null' : upstream}` +
-    `,"user_agent":${orNull(headerText(headers['user-agent']))},"referer":${typeof referer === 'string' ? q(redactUrl(referer)) : 'null'}` +
+    `,"user_agent":${userAgentJson(headerText(headers['user-agent']))},"referer":${typeof referer === 'string' ? q(redactUrl(referer)) : 'null'}` +
     `,"complete":${f.complete}}\n`
   );
 }
