@@ -103,7 +103,7 @@ function estimateSeconds(o) {
   let s = 20; // starts, seeding
   if (o.only.includes('all-miss')) s += 2 * 2 * perPair + 5;
   if (o.only.includes('hot-hit')) s += 3 * 2 * perPair + 5;
-  if (o.only.includes('big')) s += 15 + Math.max(3, o.rounds) * 2 * 5;
+  if (o.only.includes('big')) s += 15 + Math.max(5, o.rounds) * 2 * 5;
   if (o.only.includes('hot-hit-auth')) s += 3 * perPair + 10;
   if (o.only.includes('hot-hit-audit')) s += 2 * perPair + 20;
   if (o.only.includes('zipf')) s += zipfEstimate(o.zipfRequests);
@@ -627,8 +627,8 @@ async function big(ctx) {
   const runs = { direct: [], karasu: [] };
   try {
     await fetchDigest(objectUrl(karasu.base, '1k')); // first request: connection to S3, JIT
-    // A TTFB of a few milliseconds needs more than two samples for its median.
-    for (let round = 1; round <= Math.max(3, opts.rounds); round++) {
+    // A TTFB of a few milliseconds varies by several ms between downloads: its median needs more samples.
+    for (let round = 1; round <= Math.max(5, opts.rounds); round++) {
       const order = round % 2 ? ['direct', 'karasu'] : ['karasu', 'direct'];
       for (const name of order) {
         throwIfStopping();
