@@ -8,6 +8,9 @@ import { FileSpool, Spool } from './spool.js';
 import type { TieredCache } from './tiered.js';
 import type { CacheHit, CacheMeta, TierWriter } from './types.js';
 
+
+/** Bytes of a large body that may be written to the disk tier's file but not yet landed. */
+const FILE_WRITE_WINDOW = 1024 * 1024;
 /** What a representation looks like to the responder, wherever its bytes come from. */
 export interface Representation {
   headers: Record<string, string>;
@@ -201,10 +204,19 @@ async function fileSpoolBody(
 ): Promise<void> {
   const integrity = new Integrity(rep.etag);
   try {
+    // Writes land in order; up to FILE_WRITE_WINDOW bytes may be on their way to the file while the
+    // next chunks are read, instead of one disk round trip per chunk.
+    let unlanded = 0;
+    let lastWrite: Promise<void> = Promise.resolve();
     for await (const chunk of response.body! as AsyncIterable<Buffer>) {
       integrity.update(chunk);
-      await spool.write(chunk);
+      unlanded += chunk.length;
+      lastWrite = spool.write(chunk).then(() => {
+        unlanded -= chunk.length;
+      });
+      if (unlanded >= FILE_WRITE_WINDOW) await lastWrite;
     }
+    await lastWrite;
     const problem = integrity.check(spool.received, rep.size);
     if (problem) throw new Error(problem);
     spool.finish();
