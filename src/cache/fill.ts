@@ -202,6 +202,7 @@ async function fileSpoolBody(
   writer: TierWriter,
   done: () => void,
 ): Promise<void> {
+  // The disk writer hashes every byte it writes; its digests serve the integrity check too.
   const integrity = new Integrity(rep.etag);
   try {
     // Writes land in order; up to FILE_WRITE_WINDOW bytes may be on their way to the file while the
@@ -209,7 +210,6 @@ async function fileSpoolBody(
     let unlanded = 0;
     let lastWrite: Promise<void> = Promise.resolve();
     for await (const chunk of response.body! as AsyncIterable<Buffer>) {
-      integrity.update(chunk);
       unlanded += chunk.length;
       lastWrite = spool.write(chunk).then(() => {
         unlanded -= chunk.length;
@@ -217,10 +217,11 @@ async function fileSpoolBody(
       if (unlanded >= FILE_WRITE_WINDOW) await lastWrite;
     }
     await lastWrite;
-    const problem = integrity.check(spool.received, rep.size);
+    const digests = writer.digests();
+    const problem = integrity.check(spool.received, rep.size, digests.md5);
     if (problem) throw new Error(problem);
     spool.finish();
-    if (!(await commit(integrity.sha256(), integrity.md5Expected))) {
+    if (!(await commit(digests.sha256, integrity.md5Expected))) {
       fc.log.info({ key }, 'completed body not committed (refused by the disk tier, or purged meanwhile)');
     }
   } catch (err) {
@@ -250,11 +251,11 @@ export class Integrity {
     if (this.expectedMd5) this.md5.update(chunk);
   }
 
-  /** A description of what is wrong, or null. */
-  check(received: number, expected: number): string | null {
+  /** A description of what is wrong, or null. `md5`: the body's MD5 when it was hashed elsewhere. */
+  check(received: number, expected: number, md5Hex?: string): string | null {
     if (received !== expected) return `received ${received} bytes of ${expected}`;
     if (this.expectedMd5) {
-      const md5 = this.md5.digest('hex');
+      const md5 = md5Hex ?? this.md5.digest('hex');
       if (md5 !== this.expectedMd5) return `body MD5 ${md5} does not match ETag ${this.expectedMd5}`;
     }
     return null;

@@ -59,6 +59,11 @@ export interface TierWriter {
    * and resolves false. Never leaves a partial entry readable.
    */
   commit(meta: CacheMeta, md5?: string): Promise<boolean>;
+  /**
+   * SHA-256 and MD5 (hex) of every byte written so far: a filler that streams a body through the writer
+   * takes them from here instead of hashing the body a second time. Call once the last write resolved.
+   */
+  digests(): { sha256: string; md5: string };
   abort(): void;
 }
 

@@ -469,6 +469,7 @@ class DiskWriter implements TierWriter {
   private readonly sha256: Hash = createHash('sha256');
   private readonly md5: Hash = createHash('md5');
   private bytes = 0;
+  private digested: { sha256: string; md5: string } | null = null;
   private state: 'open' | 'committing' | 'done' | 'failed' = 'open';
   private cleanup: Promise<void> = Promise.resolve();
 
@@ -514,11 +515,12 @@ class DiskWriter implements TierWriter {
       await this.discard();
       return false;
     }
+    const digests = this.digests();
     const ok =
       meta.key === this.key &&
       this.bytes === meta.size &&
-      this.sha256.digest('hex') === meta.sha256 &&
-      (md5 === undefined || this.md5.digest('hex') === md5.replace(/"/g, '').toLowerCase());
+      digests.sha256 === meta.sha256 &&
+      (md5 === undefined || digests.md5 === md5.replace(/"/g, '').toLowerCase());
     if (!ok) {
       await this.discard();
       return false;
@@ -526,6 +528,11 @@ class DiskWriter implements TierWriter {
     this.state = 'done';
     this.tier.forget(this);
     return this.tier.commitFile(meta, this.tmpPath);
+  }
+
+  digests(): { sha256: string; md5: string } {
+    this.digested ??= { sha256: this.sha256.digest('hex'), md5: this.md5.digest('hex') };
+    return this.digested;
   }
 
   abort(): void {
