@@ -8,9 +8,9 @@ import { FileSpool, Spool } from './spool.js';
 import type { TieredCache } from './tiered.js';
 import type { CacheHit, CacheMeta, TierWriter } from './types.js';
 
-
 /** Bytes of a large body that may be written to the disk tier's file but not yet landed. */
 const FILE_WRITE_WINDOW = 1024 * 1024;
+
 /** What a representation looks like to the responder, wherever its bytes come from. */
 export interface Representation {
   headers: Record<string, string>;
@@ -204,11 +204,11 @@ async function fileSpoolBody(
 ): Promise<void> {
   // The disk writer hashes every byte it writes; its digests serve the integrity check too.
   const integrity = new Integrity(rep.etag);
+  // Writes land in order; up to FILE_WRITE_WINDOW bytes may be on their way to the file while the
+  // next chunks are read, instead of one disk round trip per chunk.
+  let unlanded = 0;
+  let lastWrite: Promise<void> = Promise.resolve();
   try {
-    // Writes land in order; up to FILE_WRITE_WINDOW bytes may be on their way to the file while the
-    // next chunks are read, instead of one disk round trip per chunk.
-    let unlanded = 0;
-    let lastWrite: Promise<void> = Promise.resolve();
     for await (const chunk of response.body! as AsyncIterable<Buffer>) {
       unlanded += chunk.length;
       lastWrite = spool.write(chunk).then(() => {
@@ -225,6 +225,7 @@ async function fileSpoolBody(
       fc.log.info({ key }, 'completed body not committed (refused by the disk tier, or purged meanwhile)');
     }
   } catch (err) {
+    await lastWrite.catch(() => {});
     writer.abort();
     fc.log.warn({ err, key }, 'upstream body failed while filling the cache; not cached');
     spool.fail(err as Error);
