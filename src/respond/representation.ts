@@ -5,7 +5,7 @@ import { notModifiedHeaders } from '../http/headers.js';
 import { contentRangeHeader, parseRange, resolveRange, unsatisfiedRangeHeader, type ByteRange } from '../http/range.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { conditionalHeaders } from './from-upstream.js';
-import { privateOnly, sendBuffer, sendError, sendHead, sendPrebuilt, sendStream } from './respond.js';
+import { headerList, sendBuffer, sendError, sendHead, sendPrebuilt, sendStream } from './respond.js';
 
 export interface KnownRepresentation {
   headers: Record<string, string>;
@@ -91,21 +91,15 @@ const prebuiltHeaders = new WeakMap<Record<string, string>, PrebuiltHeaders>();
 function fullResponseHeaders(rep: KnownRepresentation, privateCache: boolean): readonly string[] {
   let built = prebuiltHeaders.get(rep.headers);
   if (built === undefined || built.size !== rep.size) {
-    built = { size: rep.size, shared: headerList(rep, false), private: null };
+    built = { size: rep.size, shared: wholeResponseList(rep, false), private: null };
     prebuiltHeaders.set(rep.headers, built);
   }
   if (!privateCache) return built.shared;
-  return (built.private ??= headerList(rep, true));
+  return (built.private ??= wholeResponseList(rep, true));
 }
 
-function headerList(rep: KnownRepresentation, privateCache: boolean): string[] {
-  const list: string[] = [];
-  for (const name in rep.headers) {
-    if (privateCache && name === 'cache-control') continue;
-    list.push(name, rep.headers[name]);
-  }
-  const cacheControl = rep.headers['cache-control'];
-  if (privateCache) list.push('cache-control', cacheControl === 'no-store' ? cacheControl : privateOnly(cacheControl));
+function wholeResponseList(rep: KnownRepresentation, privateCache: boolean): string[] {
+  const list = headerList(rep.headers, privateCache);
   list.push('accept-ranges', 'bytes', 'content-length', String(rep.size));
   return list;
 }

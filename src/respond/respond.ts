@@ -3,40 +3,38 @@ import type { Readable, Transform } from 'node:stream';
 import { errorBody, HttpError } from '../http/errors.js';
 import type { RequestContext } from '../pipeline/context.js';
 
-/** Headers every proxied response carries: request id, ranges, and the bucket's CORS answer. */
-function baseHeaders(ctx: RequestContext, headers: Record<string, string>): Record<string, string> {
-  headers['x-request-id'] = ctx.id;
-  // A token-protected object must not be stored by a shared cache (a CDN) in front of Karasu and
-  // served to callers who never showed a token: only the caller's own browser cache may keep it.
-  if (ctx.bucket?.auth && headers['cache-control'] !== 'no-store') headers['cache-control'] = privateOnly(headers['cache-control']);
-  if (ctx.cacheStatus) {
-    headers['x-cache'] = ctx.cacheStatus;
-    headers['cache-status'] = ctx.cacheStatusHeader!;
+/**
+ * A response's own headers as a flat list, with the `private` rewrite for token-protected buckets: such
+ * an object must not be stored by a shared cache (a CDN) in front of Karasu and served to callers who
+ * never showed a token; only the caller's own browser cache may keep it.
+ */
+export function headerList(headers: Record<string, string>, privateCache: boolean): string[] {
+  const list: string[] = [];
+  for (const name in headers) {
+    if (privateCache && name === 'cache-control') continue;
+    list.push(name, headers[name]);
   }
-  const cors = ctx.bucket?.cors;
-  if (cors) {
-    headers.vary = headers.vary ? `${headers.vary}, Origin` : 'Origin';
-    const origin = cors.allowOrigin(ctx.req.headers.origin);
-    if (origin) {
-      headers['access-control-allow-origin'] = origin;
-      Object.assign(headers, cors.responseHeaders);
-    }
+  if (privateCache) {
+    const cacheControl = headers['cache-control'];
+    list.push('cache-control', cacheControl === 'no-store' ? cacheControl : privateOnly(cacheControl));
   }
-  return headers;
+  return list;
 }
 
-/**
- * baseHeaders for a prebuilt header list (see representation.ts): the same headers, appended to a copy.
- * The list already carries the `private` rewrite when the bucket is token-protected.
- */
-function withBaseHeaders(ctx: RequestContext, prebuilt: readonly string[], age: string | undefined): string[] {
-  const headers = prebuilt.slice();
+/** Headers every proxied response carries: request id, cache status, and the bucket's CORS answer. */
+function baseHeaders(ctx: RequestContext, headers: Record<string, string>): string[] {
+  return withBaseHeaders(ctx, headerList(headers, ctx.bucket?.auth != null), undefined);
+}
+
+/** The per-request headers appended to a copy of a response's own (prebuilt, see representation.ts). */
+function withBaseHeaders(ctx: RequestContext, own: readonly string[], age: string | undefined): string[] {
+  const headers = own.slice();
   if (age !== undefined) headers.push('age', age);
   headers.push('x-request-id', ctx.id);
   if (ctx.cacheStatus) headers.push('x-cache', ctx.cacheStatus, 'cache-status', ctx.cacheStatusHeader!);
   const cors = ctx.bucket?.cors;
   if (cors) {
-    // Representation headers never carry Vary (http/headers.ts), so there is nothing to merge with.
+    // Karasu never forwards a Vary of its own (http/headers.ts), so there is nothing to merge with.
     headers.push('vary', 'Origin');
     const origin = cors.allowOrigin(ctx.req.headers.origin);
     if (origin) headers.push('access-control-allow-origin', origin, ...cors.responseHeaderList);
