@@ -110,7 +110,7 @@ export class AuditLog {
       bucket: null,
       objectKey: null,
       cacheStatus: null,
-      cacheStatusHeader: null,
+      cacheTier: null,
       upstreamStatus: null,
       complete: f.complete,
       trustedProxies,

@@ -47,8 +47,9 @@ export interface RequestFacts {
   objectKey: string | null;
   /** X-Cache value (HIT, MISS, …). */
   cacheStatus: string | null;
-  /** RFC 9211 Cache-Status value: its `detail=` names the tier on hits. */
-  cacheStatusHeader: string | null;
+  /** The tier a stored response came from (memory, disk, redis); null otherwise. */
+  cacheTier: string | null;
+  /** S3's status when this request's answer involved S3 (a fill it joined included), else null. */
   upstreamStatus: number | null;
   complete: boolean;
   trustedProxies: readonly string[];
@@ -61,15 +62,8 @@ export function severityOf(status: number): number {
   return status >= 500 ? SEVERITY.error : status >= 400 ? SEVERITY.warn : SEVERITY.info;
 }
 
-const TIER = /detail=(memory|disk|redis)\b/;
-const FWD_STATUS = /fwd-status=(\d{3})/;
-
-/** S3's status: set by the responder, or — for a cache fill shared by several clients — the `fwd-status` of Cache-Status. */
-function upstreamStatus(f: RequestFacts): number | null {
-  if (f.upstreamStatus !== null) return f.upstreamStatus;
-  const m = f.cacheStatusHeader === null || !f.cacheStatusHeader.includes('fwd-status=') ? null : FWD_STATUS.exec(f.cacheStatusHeader);
-  return m ? Number(m[1]) : null;
-}
+/** The tier is recorded for responses served from a stored entry as such (hit, stale), not revalidations. */
+const tierOf = (f: RequestFacts): string | null => (f.cacheStatus === 'HIT' || f.cacheStatus === 'STALE' ? f.cacheTier : null);
 
 /**
  * A JSON string literal, exactly as JSON.stringify writes it. Most values (paths, keys, addresses, user
@@ -128,6 +122,23 @@ function lastJson(): (v: string | null) => string {
   };
 }
 const clientIpJson = lastJson();
+
+/**
+ * The peer address, read once per connection: `socket.remoteAddress` is a getter that goes through the
+ * handle each time, and a keep-alive connection carries many requests.
+ */
+const PEER = Symbol('karasu.peer');
+type PeerSocket = { remoteAddress?: string; [PEER]?: string };
+function peerAddress(socket: PeerSocket | undefined): string | undefined {
+  if (socket === undefined) return undefined;
+  let peer = socket[PEER];
+  if (peer === undefined) {
+    peer = socket.remoteAddress;
+    // Unknown until connected; not remembered then.
+    if (peer !== undefined) socket[PEER] = peer;
+  }
+  return peer;
+}
 const bucketJson = lastJson();
 const objectKeyJson = lastJson();
 const methodJson = lastJson();
@@ -141,16 +152,14 @@ const userAgentJson = lastJson();
 export function recordLine(f: RequestFacts, now = Date.now()): string {
   const headers = f.req.headers;
   const referer = headers.referer ?? headers.referrer;
-  const hit = f.cacheStatus === 'HIT' || f.cacheStatus === 'STALE';
-  const tier = hit && f.cacheStatusHeader ? (TIER.exec(f.cacheStatusHeader)?.[1] ?? null) : null;
-  const upstream = upstreamStatus(f);
+  const upstream = f.upstreamStatus;
   return (
     `{"timestamp":"${isoTime(now)}","request_id":${q(f.id)}` +
-    `,"client_ip":${clientIpJson(trustedProxies(f.trustedProxies).clientIp(f.req.socket?.remoteAddress, headers['x-forwarded-for']))}` +
+    `,"client_ip":${clientIpJson(trustedProxies(f.trustedProxies).clientIp(peerAddress(f.req.socket as PeerSocket | undefined), headers['x-forwarded-for']))}` +
     `,"user":${orNull(f.user)},"bucket":${bucketJson(f.bucket)},"object_key":${objectKeyJson(f.objectKey)}` +
     `,"method":${methodJson(f.method)},"path":${pathJson(f.path)},"range":${orNull(headerText(headers.range))}` +
     `,"status":${f.status},"bytes_sent":${f.bytesSent},"duration_ms":${durationText(f.durationMs)}` +
-    `,"cache_status":${cacheStatusJson(f.cacheStatus)},"cache_tier":${orNull(tier)}` +
+    `,"cache_status":${cacheStatusJson(f.cacheStatus)},"cache_tier":${orNull(tierOf(f))}` +
     `,"upstream_status":${upstream === null ? 'null' : upstream}` +
     `,"user_agent":${userAgentJson(headerText(headers['user-agent']))},"referer":${typeof referer === 'string' ? q(redactUrl(referer)) : 'null'}` +
     `,"complete":${f.complete}}\n`
@@ -160,7 +169,6 @@ export function recordLine(f: RequestFacts, now = Date.now()): string {
 export function buildRecord(f: RequestFacts, now = Date.now()): AuditRecord {
   const headers = f.req.headers;
   const referer = headers.referer ?? headers.referrer;
-  const hit = f.cacheStatus === 'HIT' || f.cacheStatus === 'STALE';
   return {
     timestamp: new Date(now).toISOString(),
     request_id: f.id,
@@ -175,8 +183,8 @@ export function buildRecord(f: RequestFacts, now = Date.now()): AuditRecord {
     bytes_sent: f.bytesSent,
     duration_ms: Math.round(f.durationMs * 100) / 100,
     cache_status: f.cacheStatus === null ? null : f.cacheStatus.toLowerCase(),
-    cache_tier: hit && f.cacheStatusHeader ? (TIER.exec(f.cacheStatusHeader)?.[1] ?? null) : null,
-    upstream_status: upstreamStatus(f),
+    cache_tier: tierOf(f),
+    upstream_status: f.upstreamStatus,
     user_agent: headerText(headers['user-agent']),
     referer: typeof referer === 'string' ? redactUrl(referer) : null,
     complete: f.complete,

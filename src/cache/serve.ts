@@ -29,6 +29,7 @@ function serveLookup(ctx: RequestContext, fc: FillContext, policy: CachePolicy, 
     const stats = fc.cache.bucketStats(ctx.bucket!.config.name);
     if (meta.freshUntil > now) {
       stats.hits++;
+      ctx.cacheTier = found.tier.name;
       return serveStored(ctx, found.hit, 'HIT', `karasu; hit; ttl=${Math.floor((meta.freshUntil - now) / 1000)}; detail=${found.tier.name}`);
     }
     if (now < meta.freshUntil + policy.staleWhileRevalidateMs) {
@@ -36,6 +37,7 @@ function serveLookup(ctx: RequestContext, fc: FillContext, policy: CachePolicy, 
       const timeoutMs = ctx.snapshot.config.server.request_timeout * 1000;
       const { outcome } = joinOrStartFill(fc, { key, objectKey: ctx.key, bucket: ctx.bucket!, policy, stale: found.hit, timeoutMs });
       outcome.catch((err) => fc.log.warn({ err, key }, 'background revalidation failed'));
+      ctx.cacheTier = found.tier.name;
       return serveStored(ctx, found.hit, 'STALE', `karasu; hit; ttl=${-Math.ceil((now - meta.freshUntil) / 1000)}; detail=${found.tier.name}`);
     }
   }
@@ -63,6 +65,8 @@ async function fillOrForward(ctx: RequestContext, fc: FillContext, policy: Cache
   } catch (err) {
     if (found && err instanceof HttpError && err.status >= 500 && now < found.hit.meta.freshUntil + policy.staleIfErrorMs) {
       stats.stale++;
+      ctx.cacheTier = found.tier.name;
+      ctx.upstreamStatus = err.status;
       return serveStored(ctx, found.hit, 'STALE', `karasu; hit; detail=${found.tier.name}; fwd=stale; fwd-status=${err.status}`);
     }
     throw err;
@@ -71,6 +75,7 @@ async function fillOrForward(ctx: RequestContext, fc: FillContext, policy: Cache
   switch (result.kind) {
     case 'not-modified':
       stats.revalidated++;
+      ctx.upstreamStatus = 304;
       return serveStored(ctx, result.hit, 'REVALIDATED', `karasu; fwd=stale; fwd-status=304${collapsed}`);
     case 'answer':
       stats.misses++;
@@ -80,6 +85,7 @@ async function fillOrForward(ctx: RequestContext, fc: FillContext, policy: Cache
     case 'spool': {
       countFill(stats, result.rep, joined);
       markFill(ctx, result.rep, collapsed);
+      ctx.upstreamStatus = 200;
       const { spool } = result;
       return serveRepresentation(ctx, result.rep, {
         open: (range) => spool.reader(range?.start, range?.end),

@@ -20,6 +20,8 @@ export interface RequestContext {
   cacheStatus: string | null;
   /** RFC 9211 Cache-Status value. */
   cacheStatusHeader: string | null;
+  /** The tier a stored response came from (memory, disk, redis). */
+  cacheTier: string | null;
   upstreamStatus: number | null;
   replica: string | null;
   bytesSent: number;
@@ -57,6 +59,7 @@ export function createContext(req: IncomingMessage, res: ServerResponse, id: str
     user: null,
     cacheStatus: null,
     cacheStatusHeader: null,
+    cacheTier: null,
     upstreamStatus: null,
     replica: null,
     bytesSent: 0,

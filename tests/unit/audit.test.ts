@@ -80,16 +80,17 @@ describe('the record line', () => {
       bucket: 'b',
       objectKey: 'k"\\',
       cacheStatus: 'STALE',
-      cacheStatusHeader: 'karasu; hit; ttl=-4; detail=disk',
+      cacheTier: 'disk',
       upstreamStatus: null,
       complete: false,
       trustedProxies: ['127.0.0.1'],
     };
     const variants: RequestFacts[] = [
       base,
-      { ...base, user: null, bucket: null, objectKey: null, cacheStatus: null, cacheStatusHeader: null, upstreamStatus: 502, id: 'weird id "x"' },
-      { ...base, cacheStatus: 'HIT', cacheStatusHeader: 'karasu; hit; detail=memory; fwd=stale; fwd-status=503' },
-      { ...base, cacheStatus: 'MISS', cacheStatusHeader: 'karasu; fwd=uri-miss; fwd-status=200; stored; collapsed' },
+      { ...base, user: null, bucket: null, objectKey: null, cacheStatus: null, cacheTier: null, upstreamStatus: 502, id: 'weird id "x"' },
+      { ...base, cacheStatus: 'HIT', cacheTier: 'memory', upstreamStatus: 503 },
+      { ...base, cacheStatus: 'MISS', cacheTier: null, upstreamStatus: 200 },
+      { ...base, cacheStatus: 'REVALIDATED', cacheTier: 'memory', upstreamStatus: 304 },
       ...['/lone\ud800surrogate', '/emoji-\u{1F600}', '/ctl\u0000\u001f\u007f', '/tab\tquote"back\\slash', '/plain-ascii_~!'].map((path) => ({ ...base, path, objectKey: path, user: path })),
       ...[0, 0.004, 0.005, 0.015, 0.1, 0.125, 0.999, 0.996, 1.5, 2, 10.01, 12345.678, 99.999, 1e6 + 0.07, 1e15 + 0.5].map((durationMs) => ({ ...base, durationMs })),
     ];
@@ -214,7 +215,7 @@ describe('outputs', () => {
     audit.registerMetrics(registry);
     const req = { headers: { 'user-agent': 'x'.repeat(500) }, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage;
     for (let i = 0; i < 200; i++) {
-      audit.record({ req, id: `r${i}`, method: 'GET', path: '/a', status: 200, bytesSent: 1, durationMs: 1, user: null, bucket: 'a', objectKey: 'a', cacheStatus: null, cacheStatusHeader: null, upstreamStatus: 200, complete: true, trustedProxies: [] });
+      audit.record({ req, id: `r${i}`, method: 'GET', path: '/a', status: 200, bytesSent: 1, durationMs: 1, user: null, bucket: 'a', objectKey: 'a', cacheStatus: null, cacheTier: null, upstreamStatus: 200, complete: true, trustedProxies: [] });
     }
     await audit.close(2000);
     const report = lines.find((l) => l.msg === 'audit lines dropped: the output fell behind or failed');
