@@ -87,6 +87,11 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
   const parserHeaderCap = config.server.security_limits.max_header_size + config.server.security_limits.max_uri_length + 1024;
 
   const adminHere = config.admin.port === null;
+  // One listener function for every response (the context rides on the response), so a request
+  // allocates no closure for its log phase.
+  const onResponseClose = function (this: http.ServerResponse): void {
+    finish(karasu, (this as ResponseWithContext)[CONTEXT]);
+  };
   const app = Fastify({
     loggerInstance: logger,
     // Karasu logs one line per request itself (see finish()), with the fields operators need.
@@ -101,7 +106,7 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
     serverFactory: (fastifyHandler) =>
       http.createServer({ maxHeaderSize: parserHeaderCap }, (req, res) => {
         if (isOwnEndpoint(req.url ?? '/', adminHere)) fastifyHandler(req, res);
-        else handleProxy(karasu, req, res);
+        else handleProxy(karasu, req, res, onResponseClose);
       }),
     clientErrorHandler: (err: Error, socket: Socket) =>
       answerClientError(err as ParserError, socket, logger, snapshot.config.server.security_limits.max_uri_length),
@@ -196,14 +201,19 @@ function isOwnEndpoint(url: string, adminHere: boolean): boolean {
   return OWN_PATHS.has(path) || (adminHere && ADMIN_PATHS.test(path));
 }
 
+const CONTEXT = Symbol('karasu.context');
+type ResponseWithContext = http.ServerResponse & { [CONTEXT]: RequestContext };
+
 /** The proxy's own entry point: protect (limits, capacity, draining), then the pipeline. */
-function handleProxy(karasu: Karasu, req: http.IncomingMessage, res: http.ServerResponse): void {
+function handleProxy(karasu: Karasu, req: http.IncomingMessage, res: http.ServerResponse, onClose: (this: http.ServerResponse) => void): void {
   const snapshot = karasu.current();
   snapshot.inflight++;
   karasu.inflight++;
   karasu.metrics.inflight.inc();
   const ctx = createContext(req, res, requestIdFrom(req.headers), snapshot);
-  res.once('close', () => finish(karasu, ctx));
+  (res as ResponseWithContext)[CONTEXT] = ctx;
+  // A response closes once (finished or cut short), so a plain listener is enough.
+  res.on('close', onClose);
   const refused = checkRequestLimits(req, snapshot.config.server.security_limits) ?? overCapacity(karasu);
   if (refused) {
     karasu.metrics.rejected.inc({ reason: refused.code });
@@ -245,7 +255,7 @@ function finish(karasu: Karasu, ctx: RequestContext): void {
       bucket: ctx.bucket?.config.name ?? null,
       objectKey: ctx.bucket ? ctx.key : null,
       cacheStatus: ctx.cacheStatus,
-      cacheStatusHeader: ctx.cacheStatusHeader,
+      cacheTier: ctx.cacheTier,
       upstreamStatus: ctx.upstreamStatus,
       complete,
       trustedProxies: ctx.snapshot.config.server.trusted_proxies,
