@@ -22,6 +22,8 @@ export function aggregate(samples) {
     rounds: g.length,
     rps: median(g.map((s) => s.rps)),
     rps_each: g.map((s) => Math.round(s.rps)),
+    /** Per round, for paired ratios: round number → { rps, cpu }. */
+    by_round: Object.fromEntries(g.map((s) => [s.round, { rps: s.rps, cpu: s.cpu_pct || {} }])),
     p50_ms: median(g.map((s) => s.p50_ms)),
     p99_ms: median(g.map((s) => s.p99_ms)),
     cpu: medianCpu(g),
@@ -60,7 +62,7 @@ export function comparisonTable(aggs, pairs) {
   for (const p of pairs) {
     const b = find(p, p.base);
     const k = find(p, p.subject);
-    const ratio = b?.rps && k?.rps ? k.rps / b.rps : null;
+    const ratio = pairedRatio(b, k, (a) => a.rps);
     const ok = ratio === null ? null : check(ratio, p.target);
     const perCpu = perCpuRatio(b, k, p);
     const why = p.note || (!k ? 'Karasu not measured' : !b ? `${p.base} not measured` : '');
@@ -74,12 +76,28 @@ export function comparisonTable(aggs, pairs) {
   return { lines, verdicts };
 }
 
+/**
+ * The median over rounds of subject/baseline measured in the same round. The two runs of a round are
+ * back to back, so a slow phase of a shared machine (which can last several runs) weighs on both sides
+ * of each ratio instead of on whichever target happened to run in it.
+ */
+function pairedRatio(b, k, value) {
+  if (!b?.by_round || !k?.by_round) return null;
+  const ratios = [];
+  for (const [round, kr] of Object.entries(k.by_round)) {
+    const br = b.by_round[round];
+    const kv = kr.rps ? value(kr) : null;
+    const bv = br?.rps ? value(br) : null;
+    if (kv && bv) ratios.push(kv / bv);
+  }
+  return median(ratios);
+}
+
 /** Requests per CPU-second of the subject's own process over the baseline's (hot-hit: proxy vs proxy). */
 function perCpuRatio(b, k, p) {
-  const own = (a, name) => (a?.rps && a.cpu?.[name] > 0 ? a.rps / a.cpu[name] : null);
-  const kb = own(k, p.proc ?? p.subject);
-  const bb = own(b, p.proc ?? p.base);
-  return p.perCpu && kb && bb ? kb / bb : null;
+  if (!p.perCpu) return null;
+  const own = (name) => (r) => (r.cpu[name] > 0 ? r.rps / r.cpu[name] : null);
+  return pairedRatio(b, k, own(p.proc ?? p.subject)) ?? null;
 }
 
 export const check = (x, t) => (t.op === '>=' ? x >= t.value : x <= t.value);
