@@ -81,13 +81,13 @@ export function comparisonTable(aggs, pairs) {
  * back to back, so a slow phase of a shared machine (which can last several runs) weighs on both sides
  * of each ratio instead of on whichever target happened to run in it.
  */
-function pairedRatio(b, k, value) {
+function pairedRatio(b, k, subjectValue, baseValue = subjectValue) {
   if (!b?.by_round || !k?.by_round) return null;
   const ratios = [];
   for (const [round, kr] of Object.entries(k.by_round)) {
     const br = b.by_round[round];
-    const kv = kr.rps ? value(kr) : null;
-    const bv = br?.rps ? value(br) : null;
+    const kv = kr.rps ? subjectValue(kr) : null;
+    const bv = br?.rps ? baseValue(br) : null;
     if (kv && bv) ratios.push(kv / bv);
   }
   return median(ratios);
@@ -97,7 +97,7 @@ function pairedRatio(b, k, value) {
 function perCpuRatio(b, k, p) {
   if (!p.perCpu) return null;
   const own = (name) => (r) => (r.cpu[name] > 0 ? r.rps / r.cpu[name] : null);
-  return pairedRatio(b, k, own(p.proc ?? p.subject)) ?? null;
+  return pairedRatio(b, k, own(p.proc ?? p.subject), own(p.proc ?? p.base));
 }
 
 export const check = (x, t) => (t.op === '>=' ? x >= t.value : x <= t.value);
