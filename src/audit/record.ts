@@ -122,6 +122,11 @@ function lastJson(): (v: string | null) => string {
   };
 }
 const clientIpJson = lastJson();
+const bucketJson = lastJson();
+const objectKeyJson = lastJson();
+const methodJson = lastJson();
+const pathJson = lastJson();
+const userAgentJson = lastJson();
 
 /**
  * The peer address, read once per connection: `socket.remoteAddress` is a getter that goes through the
@@ -139,11 +144,6 @@ function peerAddress(socket: PeerSocket | undefined): string | undefined {
   }
   return peer;
 }
-const bucketJson = lastJson();
-const objectKeyJson = lastJson();
-const methodJson = lastJson();
-const pathJson = lastJson();
-const userAgentJson = lastJson();
 
 /**
  * The record as one JSON line, written out field by field: the same text as
