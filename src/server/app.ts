@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { KarasuConfig } from '../config/types.js';
 import { errorBody, HttpError, methodNotAllowed, notFound } from '../http/errors.js';
 import { requestIdFrom } from '../http/request-id.js';
@@ -93,13 +93,7 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
     finish(karasu, (this as ResponseWithContext)[CONTEXT]);
   };
   const app = Fastify({
-    loggerInstance: logger,
-    // Karasu logs one line per request itself (see finish()), with the fields operators need.
-    logController: new LogController({ disableRequestLogging: true }),
-    // No pino child per request (fastify's default): Karasu's log lines carry request_id themselves.
-    childLoggerFactory: (parent) => parent,
-    requestIdHeader: false,
-    genReqId: (req) => requestIdFrom(req.headers),
+    ...ownEndpointOptions(logger),
     routerOptions: { maxParamLength: 1 << 20 },
     // Proxy requests go straight to the pipeline; fastify serves Karasu's own endpoints. Fastify's
     // per-request routing, hooks and request/reply objects cost more than the whole cache-hit path.
@@ -183,6 +177,19 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
     await options.cache?.close();
   });
   return karasu;
+}
+
+/** What every fastify instance Karasu serves its own endpoints from shares (proxy and admin listeners). */
+export function ownEndpointOptions(logger: Logger) {
+  return {
+    loggerInstance: logger,
+    // Karasu logs one line per request itself (see finish()), with the fields operators need.
+    logController: new LogController({ disableRequestLogging: true }),
+    // No pino child per request (fastify's default): Karasu's log lines carry request_id themselves.
+    childLoggerFactory: (parent: FastifyBaseLogger) => parent,
+    requestIdHeader: false as const,
+    genReqId: (req: http.IncomingMessage) => requestIdFrom(req.headers),
+  };
 }
 
 /** Proxy requests only: probes and the admin API must keep working under load. */

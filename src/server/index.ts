@@ -2,13 +2,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { KarasuConfig } from '../config/types.js';
 import { createCache } from '../cache/build.js';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { adminRoutes } from '../admin/routes.js';
 import { AuditLog, type AuditOptions } from '../audit/audit-log.js';
-import { requestIdFrom } from '../http/request-id.js';
 import type { Logger } from '../observability/logger.js';
 import { watchConfigFile, type ConfigWatch } from '../reload/watch.js';
-import { createKarasu, type Karasu, type KarasuOptions } from './app.js';
+import { createKarasu, ownEndpointOptions, type Karasu, type KarasuOptions } from './app.js';
 
 export interface RunningKarasu {
   karasu: Karasu;
@@ -109,13 +108,7 @@ export async function startKarasu(config: KarasuConfig, options: StartOptions): 
 type AdminApp = FastifyInstance<http.Server, http.IncomingMessage, http.ServerResponse, Logger>;
 
 async function startAdminListener(karasu: Karasu, config: KarasuConfig, logger: Logger): Promise<AdminApp> {
-  const admin = Fastify({
-    loggerInstance: logger,
-    logController: new LogController({ disableRequestLogging: true }),
-    childLoggerFactory: (parent) => parent,
-    requestIdHeader: false,
-    genReqId: (req) => requestIdFrom(req.headers),
-  });
+  const admin = Fastify(ownEndpointOptions(logger));
   await admin.register(adminRoutes, { karasu });
   admin.setNotFoundHandler((request, reply) => {
     void reply
