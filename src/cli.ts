@@ -5,6 +5,7 @@ import { ConfigError, formatIssue, loadConfigFile, loadConfigText } from './conf
 import type { KarasuConfig, LoadedConfig } from './config/types.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { startKarasu, type RunningKarasu } from './server/index.js';
+import { keepFreedHeapMapped } from './runtime/malloc.js';
 import { VERSION } from './version.js';
 import { checkKeyFiles } from './auth/runtime.js';
 
@@ -102,6 +103,7 @@ async function serve(args: string[]): Promise<number | undefined> {
   }
   const logger = createLogger(loaded.config.logging);
   logWarnings(logger, loaded);
+  keepFreedHeapMapped();
   const running = await startKarasu(loaded.config, { logger, watch });
   logger.info(
     { url: running.url, admin_port: running.adminPort, config: file, version: VERSION, buckets: loaded.config.buckets.length, watch },
@@ -183,6 +185,7 @@ async function demo(args: string[]): Promise<number | undefined> {
   const yaml = demoConfig(s3.endpoint, s3.bucket, Number(values.port), path.resolve(values.data!, '..', 'cache'));
   const { config }: { config: KarasuConfig } = loadConfigText(yaml, '<demo>', {});
   const logger = createLogger(config.logging);
+  keepFreedHeapMapped();
   const running = await startKarasu(config, { logger });
   const base = running.url;
   const lines = [
