@@ -134,7 +134,8 @@ async function streamBody(ctx: RequestContext, body: Readable, transform?: Trans
     ctx.res.end();
     return;
   }
-  body.on('data', (chunk: Buffer) => {
+  // What reaches the client: after the transform, which may cut the body to a range.
+  (transform ?? body).on('data', (chunk: Buffer) => {
     ctx.bytesSent += chunk.length;
   });
   await relay(body, transform ?? null, ctx.res);

@@ -2,7 +2,7 @@
 import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 
-export type FaultMode = 'stall-headers' | 'stall-body' | 'reset-mid-body' | 'status';
+export type FaultMode = 'stall-headers' | 'stall-body' | 'reset-mid-body' | 'status' | 'ignore-range';
 
 export interface FaultOptions {
   /** 'status': the status to answer with (default 503). */
@@ -15,6 +15,8 @@ export interface FaultOptions {
   contentLength?: number;
   /** 'stall-body' / 'reset-mid-body': bytes actually sent before stalling or resetting (default 1024). */
   sendBytes?: number;
+  /** 'ignore-range': the whole body, answered with 200 to every GET, Range or not (default 'abcdefghij'). */
+  body?: string;
 }
 
 export interface FaultyServer {
@@ -59,6 +61,12 @@ export async function startFaultyServer(mode: FaultMode, opts: FaultOptions = {}
         return partialBody(res, () => {}); // never finish
       case 'reset-mid-body':
         return partialBody(res, () => res.socket?.destroy());
+      case 'ignore-range': {
+        // An S3-compatible store without Range support: the whole object, whatever was asked for.
+        const body = opts.body ?? 'abcdefghij';
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(body)), etag: '"whole"' });
+        return res.end(req.method === 'HEAD' ? undefined : body);
+      }
       case 'status': {
         const status = opts.status ?? 503;
         const code = opts.code ?? S3_CODES[status] ?? 'InternalError';

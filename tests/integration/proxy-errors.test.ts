@@ -28,6 +28,7 @@ before(async () => {
   faulty.s500 = await startFaultyServer('status', { status: 500 });
   faulty.stallBody = await startFaultyServer('stall-body', { contentLength: 1 << 20, sendBytes: 4096 });
   faulty.reset = await startFaultyServer('reset-mid-body', { contentLength: 1 << 20, sendBytes: 4096 });
+  faulty.noRange = await startFaultyServer('ignore-range', { body: 'abcdefghij' });
 
   const b = (name: string, endpoint: string, s3More: Record<string, unknown> = {}): BucketSpec => ({
     name,
@@ -65,6 +66,7 @@ before(async () => {
         // s3.timeout is also the idle timeout once the body streams.
         b('stallbody', faulty.stallBody.url, { timeout: 0.5 }),
         b('reset', faulty.reset.url),
+        b('norange', faulty.noRange.url),
       ],
     }),
     {},
@@ -179,6 +181,30 @@ function download(url: string, timeoutMs = 10_000): Promise<{ status: number; de
     req.setTimeout(timeoutMs, () => req.destroy(new Error('client timed out: Karasu kept the connection open')));
     req.end();
   });
+}
+
+describe('a backend that ignores Range', () => {
+  test('its 200 is cut to the range asked for: 206, the right bytes, and only those counted as sent', async () => {
+    const sentBefore = await bytesSentMetric('norange');
+    const res = await get('/norange/here.txt', { range: 'bytes=2-5' });
+    assert.equal(res.status, 206);
+    assert.equal(res.headers['content-range'], 'bytes 2-5/10');
+    assert.equal(res.headers['content-length'], '4');
+    assert.equal(res.body.toString(), 'cdef');
+    assert.equal((await bytesSentMetric('norange')) - sentBefore, 4);
+
+    const suffix = await get('/norange/here.txt', { range: 'bytes=-3' });
+    assert.equal(suffix.status, 206);
+    assert.equal(suffix.body.toString(), 'hij');
+    assert.equal((await bytesSentMetric('norange')) - sentBefore, 7);
+  });
+});
+
+/** karasu_http_response_bytes_total for one bucket (0 before its first response). */
+async function bytesSentMetric(bucket: string): Promise<number> {
+  const text = (await get('/metrics')).body.toString();
+  const line = text.split('\n').find((l) => l.startsWith(`karasu_http_response_bytes_total{bucket="${bucket}"}`));
+  return line ? Number(line.split(' ').pop()) : 0;
 }
 
 describe('failures mid-body', () => {
