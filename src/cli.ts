@@ -104,13 +104,26 @@ async function serve(args: string[]): Promise<number | undefined> {
   const logger = createLogger(loaded.config.logging);
   logWarnings(logger, loaded);
   keepFreedHeapMapped();
-  const running = await startKarasu(loaded.config, { logger, watch });
+  let running: RunningKarasu;
+  try {
+    running = await startKarasu(loaded.config, { logger, watch });
+  } catch (err) {
+    if (!isOperatorError(err)) throw err;
+    logger.fatal({ code: err.code }, `cannot start: ${err.message}`);
+    return 1;
+  }
   logger.info(
     { url: running.url, admin_port: running.adminPort, config: file, version: VERSION, buckets: loaded.config.buckets.length, watch },
     'karasu listening',
   );
   handleSignals(running, logger);
   return undefined;
+}
+
+/** Start-up failures the operator fixes (a taken port or cache_dir, a permission): a message, not a stack. */
+const OPERATOR_ERRORS = new Set(['KARASU_CACHE_DIR_IN_USE', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EACCES', 'EPERM']);
+function isOperatorError(err: unknown): err is Error & { code: string } {
+  return err instanceof Error && OPERATOR_ERRORS.has((err as NodeJS.ErrnoException).code ?? '');
 }
 
 function logWarnings(logger: Logger, loaded: LoadedConfig): void {

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfigFile } from '../../src/config/load.js';
 import { request } from '../helpers/http.js';
-import { METRICS_PORT_VAR, PORT_VAR, REPO_ROOT, runCli, startKarasuYaml } from '../helpers/karasu.js';
+import { METRICS_PORT_VAR, PORT_VAR, REPO_ROOT, runCli, spawnCli, startKarasuYaml, waitForHttp } from '../helpers/karasu.js';
+import { freePort } from '../helpers/ports.js';
 import { startS3, S3RVER_CREDENTIALS } from '../helpers/s3.js';
 
 const SIMPLE = join(REPO_ROOT, 'config/examples/yatagarasu-simple.yaml');
@@ -149,6 +150,47 @@ describe('Yatagarasu example configs', () => {
       }
     } finally {
       await s3.stop();
+    }
+  });
+});
+
+describe('karasu serve start-up refusals', () => {
+  test('a second instance on a cache_dir in use exits 1 with one clear line; the first keeps serving', async () => {
+    const cacheDir = join(dir, 'shared-cache');
+    const yamlFor = (port: number) => `server: { address: 127.0.0.1, port: ${port} }
+buckets:
+  - name: media
+    path_prefix: /media
+    s3: { bucket: b, region: us-east-1, endpoint: "http://127.0.0.1:9" }
+cache:
+  enabled: true
+  cache_layers: [disk]
+  disk: { enabled: true, cache_dir: ${JSON.stringify(cacheDir)}, max_disk_cache_size_mb: 8 }
+`;
+    const [firstPort, secondPort] = [await freePort(), await freePort()];
+    await writeFile(join(dir, 'first.yaml'), yamlFor(firstPort));
+    await writeFile(join(dir, 'second.yaml'), yamlFor(secondPort));
+    const first = spawnCli(['serve', '-c', join(dir, 'first.yaml')], AWS_ENV);
+    try {
+      await waitForHttp(`http://127.0.0.1:${firstPort}/health`, 20_000, () => first.child.exitCode === null);
+      const second = await runCli(['serve', '-c', join(dir, 'second.yaml')], AWS_ENV);
+      assert.equal(second.code, 1);
+      const said = second.stdout.trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; code?: string });
+      const fatal = said.find((l) => l.level === 60);
+      assert.ok(fatal, second.stdout);
+      assert.equal(fatal.code, 'KARASU_CACHE_DIR_IN_USE');
+      assert.match(fatal.msg, new RegExp(`cache_dir ${cacheDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is in use by Karasu pid ${first.pid}`));
+      assert.doesNotMatch(second.stderr, /\n\s+at /, 'no stack trace');
+      assert.equal((await request(`http://127.0.0.1:${firstPort}/health`)).status, 200);
+    } finally {
+      assert.equal(await first.stop(), 0);
+    }
+    // The first released the directory when it stopped.
+    const again = spawnCli(['serve', '-c', join(dir, 'second.yaml')], AWS_ENV);
+    try {
+      await waitForHttp(`http://127.0.0.1:${secondPort}/health`, 20_000, () => again.child.exitCode === null);
+    } finally {
+      assert.equal(await again.stop(), 0);
     }
   });
 });

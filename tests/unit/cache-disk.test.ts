@@ -2,12 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { DiskTier, verifyingReadStream } from '../../src/cache/tiers/disk.js';
+import { CacheDirInUseError } from '../../src/cache/tiers/disk-lock.js';
 import { body, metaFor } from '../fixtures/disk-crash.js';
 
 const MiB = 1024 * 1024;
@@ -357,5 +358,46 @@ test('an I/O error on read is a miss counted in errors, not a throw', async () =
     assert.equal(await tier.get('b1:a'), null);
     assert.equal(tier.stats().errors, 1);
     await tier.close();
+  });
+});
+
+test('one process per cache_dir: a second tier on the directory is refused until the first closes', async () => {
+  await withDir(async (dir) => {
+    const first = await openTier(dir);
+    await assert.rejects(openTier(dir), (err: Error) => err instanceof CacheDirInUseError && err.message.includes(dir));
+    await first.close();
+    const second = await openTier(dir);
+    await second.close();
+  });
+});
+
+test('a lock naming another live process, or another host, is refused with the owner and the file named', async () => {
+  await withDir(async (dir) => {
+    const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+    try {
+      await writeFile(join(dir, 'karasu.lock'), JSON.stringify({ pid: sleeper.pid, host: hostname() }));
+      await assert.rejects(openTier(dir), (err: Error) => err instanceof CacheDirInUseError && err.message.includes(`pid ${sleeper.pid}`) && err.message.includes('karasu.lock'));
+    } finally {
+      sleeper.kill('SIGKILL');
+    }
+    await writeFile(join(dir, 'karasu.lock'), JSON.stringify({ pid: process.pid, host: `not-${hostname()}` }));
+    await assert.rejects(openTier(dir), (err: Error) => err instanceof CacheDirInUseError && err.message.includes(`on host not-${hostname()}`));
+    assert.deepEqual(await readdir(dir), ['karasu.lock'], 'a refused start touches nothing');
+  });
+});
+
+test('a lock left by a process that is gone (kill -9, a restarted container, a torn write) is taken over', async () => {
+  await withDir(async (dir) => {
+    const gone = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+    await new Promise((resolve) => gone.once('exit', resolve));
+    const lock = join(dir, 'karasu.lock');
+    // A dead pid; this very pid without this process holding the lock (a container's pid 1 restarted); garbage.
+    for (const stale of [JSON.stringify({ pid: gone.pid, host: hostname() }), JSON.stringify({ pid: process.pid, host: hostname() }), '{"pid":']) {
+      await writeFile(lock, stale);
+      const tier = await openTier(dir);
+      assert.deepEqual(JSON.parse(await readFile(lock, 'utf8')), { pid: process.pid, host: hostname() });
+      await tier.close();
+      await assert.rejects(stat(lock), /ENOENT/, 'close releases the lock');
+    }
   });
 });

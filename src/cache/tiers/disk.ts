@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ByteRange } from '../../http/range.js';
+import { lockCacheDir } from './disk-lock.js';
 import {
   matchesFilter,
   type CacheHit,
@@ -99,6 +100,8 @@ export class DiskTier implements CacheTier {
    * Bodies are written to tmp/ outside it; only renames and unlinks are serialized.
    */
   private chain: Promise<unknown> = Promise.resolve();
+  /** Releases `cache_dir` for another process (see disk-lock.ts). */
+  private unlock: () => Promise<void> = async () => {};
 
   private constructor(options: DiskTierOptions) {
     this.maxBytes = options.maxBytes;
@@ -110,10 +113,17 @@ export class DiskTier implements CacheTier {
 
   static async open(options: DiskTierOptions): Promise<DiskTier> {
     const tier = new DiskTier(options);
-    await rm(tier.tmpDir, { recursive: true, force: true });
-    await mkdir(tier.tmpDir, { recursive: true });
-    await mkdir(tier.entriesDir, { recursive: true });
-    await tier.rebuild();
+    await mkdir(options.dir, { recursive: true });
+    tier.unlock = await lockCacheDir(options.dir);
+    try {
+      await rm(tier.tmpDir, { recursive: true, force: true });
+      await mkdir(tier.tmpDir, { recursive: true });
+      await mkdir(tier.entriesDir, { recursive: true });
+      await tier.rebuild();
+    } catch (err) {
+      await tier.unlock();
+      throw err;
+    }
     return tier;
   }
 
@@ -305,6 +315,7 @@ export class DiskTier implements CacheTier {
     this.closed = true;
     await Promise.all([...this.writers].map((w) => w.discard()));
     await this.chain;
+    await this.unlock();
   }
 
   // ---- internals ----
