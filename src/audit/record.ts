@@ -107,28 +107,6 @@ const LOWER_CACHE_STATUS: Record<string, string> = { HIT: '"hit"', MISS: '"miss"
 const cacheStatusJson = (status: string | null): string => (status === null ? 'null' : (LOWER_CACHE_STATUS[status] ?? q(status.toLowerCase())));
 
 /**
- * The last value of a field and its JSON: consecutive requests mostly repeat the client, bucket, object
- * and user agent, and comparing a short string is cheaper than escaping it again.
- */
-function lastJson(): (v: string | null) => string {
-  let raw: string | null = null;
-  let json = 'null';
-  return (v) => {
-    if (v !== raw) {
-      raw = v;
-      json = v === null ? 'null' : q(v);
-    }
-    return json;
-  };
-}
-const clientIpJson = lastJson();
-const bucketJson = lastJson();
-const objectKeyJson = lastJson();
-const methodJson = lastJson();
-const pathJson = lastJson();
-const userAgentJson = lastJson();
-
-/**
  * The peer address, read once per connection: `socket.remoteAddress` is a getter that goes through the
  * handle each time, and a keep-alive connection carries many requests.
  */
@@ -146,23 +124,101 @@ function peerAddress(socket: PeerSocket | undefined): string | undefined {
 }
 
 /**
+ * The line from client_ip to duration_ms, as last built: consecutive requests mostly repeat the client,
+ * user, object, status and size, so it is rebuilt only when one of them changes (comparing a dozen values
+ * costs less than escaping and joining them again).
+ */
+const middle = {
+  clientIp: '' as string,
+  user: null as string | null,
+  bucket: null as string | null,
+  objectKey: null as string | null,
+  method: '',
+  path: '',
+  range: null as string | null,
+  status: -1,
+  bytes: -1,
+  json: '',
+};
+
+function middleJson(clientIp: string, user: string | null, bucket: string | null, objectKey: string | null, method: string, path: string, range: string | null, status: number, bytes: number): string {
+  const m = middle;
+  if (
+    m.status !== status ||
+    m.bytes !== bytes ||
+    m.path !== path ||
+    m.objectKey !== objectKey ||
+    m.bucket !== bucket ||
+    m.method !== method ||
+    m.clientIp !== clientIp ||
+    m.user !== user ||
+    m.range !== range ||
+    m.json === ''
+  ) {
+    m.clientIp = clientIp;
+    m.user = user;
+    m.bucket = bucket;
+    m.objectKey = objectKey;
+    m.method = method;
+    m.path = path;
+    m.range = range;
+    m.status = status;
+    m.bytes = bytes;
+    m.json =
+      `,"client_ip":${q(clientIp)},"user":${orNull(user)},"bucket":${orNull(bucket)},"object_key":${orNull(objectKey)}` +
+      `,"method":${q(method)},"path":${q(path)},"range":${orNull(range)},"status":${status},"bytes_sent":${bytes},"duration_ms":`;
+  }
+  return m.json;
+}
+
+/** The line after duration_ms, as last built (the same reasoning as `middle`). */
+const tail = {
+  cacheStatus: null as string | null,
+  tier: null as string | null,
+  upstream: null as number | null,
+  userAgent: null as string | null,
+  referer: null as string | null,
+  complete: false,
+  json: '',
+};
+
+function tailJson(cacheStatus: string | null, tier: string | null, upstream: number | null, userAgent: string | null, referer: string | null, complete: boolean): string {
+  const t = tail;
+  if (
+    t.cacheStatus !== cacheStatus ||
+    t.tier !== tier ||
+    t.upstream !== upstream ||
+    t.complete !== complete ||
+    t.userAgent !== userAgent ||
+    t.referer !== referer ||
+    t.json === ''
+  ) {
+    t.cacheStatus = cacheStatus;
+    t.tier = tier;
+    t.upstream = upstream;
+    t.userAgent = userAgent;
+    t.referer = referer;
+    t.complete = complete;
+    t.json =
+      `,"cache_status":${cacheStatusJson(cacheStatus)},"cache_tier":${orNull(tier)},"upstream_status":${upstream === null ? 'null' : upstream}` +
+      `,"user_agent":${orNull(userAgent)},"referer":${referer === null ? 'null' : q(redactUrl(referer))},"complete":${complete}}\n`;
+  }
+  return t.json;
+}
+
+/**
  * The record as one JSON line, written out field by field: the same text as
  * `JSON.stringify(buildRecord(f, now))`, without building the object first (the log phase is hot).
  */
 export function recordLine(f: RequestFacts, now = Date.now()): string {
   const headers = f.req.headers;
   const referer = headers.referer ?? headers.referrer;
-  const upstream = f.upstreamStatus;
+  const clientIp = trustedProxies(f.trustedProxies).clientIp(peerAddress(f.req.socket as PeerSocket | undefined), headers['x-forwarded-for']);
   return (
     `{"timestamp":"${isoTime(now)}","request_id":${q(f.id)}` +
-    `,"client_ip":${clientIpJson(trustedProxies(f.trustedProxies).clientIp(peerAddress(f.req.socket as PeerSocket | undefined), headers['x-forwarded-for']))}` +
-    `,"user":${orNull(f.user)},"bucket":${bucketJson(f.bucket)},"object_key":${objectKeyJson(f.objectKey)}` +
-    `,"method":${methodJson(f.method)},"path":${pathJson(f.path)},"range":${orNull(headerText(headers.range))}` +
-    `,"status":${f.status},"bytes_sent":${f.bytesSent},"duration_ms":${durationText(f.durationMs)}` +
-    `,"cache_status":${cacheStatusJson(f.cacheStatus)},"cache_tier":${orNull(tierOf(f))}` +
-    `,"upstream_status":${upstream === null ? 'null' : upstream}` +
-    `,"user_agent":${userAgentJson(headerText(headers['user-agent']))},"referer":${typeof referer === 'string' ? q(redactUrl(referer)) : 'null'}` +
-    `,"complete":${f.complete}}\n`
+    middleJson(clientIp, f.user, f.bucket, f.objectKey, f.method, f.path, headerText(headers.range), f.status, f.bytesSent) +
+    durationText(f.durationMs) +
+    tailJson(f.cacheStatus, tierOf(f), f.upstreamStatus, headerText(headers['user-agent']), typeof referer === 'string' ? referer : null, f.complete)
   );
 }
 

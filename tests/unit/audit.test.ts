@@ -100,6 +100,20 @@ describe('the record line', () => {
       assert.ok(line.endsWith('}\n'));
       assert.equal(line, `${JSON.stringify(buildRecord(f, now))}\n`);
     }
+    // Consecutive lines that differ in one field each (the line's parts are reused while their fields repeat).
+    const one: Array<Partial<RequestFacts>> = [
+      { user: 'other' }, { user: null }, { bucket: 'b2' }, { objectKey: 'k2' }, { method: 'HEAD' }, { path: '/other' },
+      { status: 200 }, { bytesSent: 3 }, { cacheStatus: 'HIT' }, { cacheTier: 'memory' }, { upstreamStatus: 200 }, { complete: true },
+      { req: { ...req, headers: { ...req.headers, range: 'bytes=1-1' } } as unknown as IncomingMessage },
+      { req: { ...req, headers: { ...req.headers, 'user-agent': 'curl/8' } } as unknown as IncomingMessage },
+      { req: { ...req, headers: { ...req.headers, referer: undefined } } as unknown as IncomingMessage },
+      { req: { ...req, headers: { ...req.headers, 'x-forwarded-for': '203.0.113.10' } } as unknown as IncomingMessage },
+    ];
+    for (const change of one) {
+      for (const f of [base, { ...base, ...change }, { ...base, ...change }, base]) {
+        assert.equal(recordLine(f, 0), `${JSON.stringify(buildRecord(f, 0))}\n`, `after ${JSON.stringify(Object.keys(change))}`);
+      }
+    }
     for (let i = 0; i < 100_000; i++) {
       const ms = i < 50_000 ? Math.random() * 10 ** (i % 7) : i / 1000;
       assert.equal(durationText(ms), String(Math.round(ms * 100) / 100), `duration ${ms}`);
