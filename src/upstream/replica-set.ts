@@ -5,7 +5,7 @@ import type { BucketConfig } from '../config/types.js';
 import { HttpError } from '../http/errors.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { createS3Client, type ClientTestHooks } from './s3-client.js';
-import { S3Transport } from './s3-transport.js';
+import { S3Transport, UpstreamTimeoutError } from './s3-transport.js';
 
 export interface UpstreamRequest {
   method: 'GET' | 'HEAD';
@@ -213,11 +213,14 @@ export class ReplicaSet {
   }
 
   private async attempt(replica: Replica, request: UpstreamRequest, timeoutMs: number): Promise<UpstreamResponse> {
-    const timer = new AbortController();
-    const timeout = setTimeout(() => timer.abort(), timeoutMs);
-    const signal = AbortSignal.any([request.signal, timer.signal]);
     try {
-      const answer = await replica.transport.send({ method: request.method, key: request.key, headers: conditionHeaders(request), signal });
+      const answer = await replica.transport.send({
+        method: request.method,
+        key: request.key,
+        headers: conditionHeaders(request),
+        signal: request.signal,
+        timeoutMs,
+      });
       if (answer.status >= 500) {
         answer.body?.destroy();
         throw new AttemptFailure('http_5xx', `${replica.name} answered ${answer.status}`);
@@ -238,10 +241,8 @@ export class ReplicaSet {
     } catch (err) {
       if (err instanceof AttemptFailure) throw err;
       if (request.signal.aborted) throw err;
-      if (timer.signal.aborted) throw new AttemptFailure('timeout', `no answer from ${replica.name} in ${timeoutMs} ms`);
+      if (err instanceof UpstreamTimeoutError) throw new AttemptFailure('timeout', `no answer from ${replica.name} in ${timeoutMs} ms`);
       throw new AttemptFailure('error', `${replica.name}: ${(err as Error).message}`);
-    } finally {
-      clearTimeout(timeout);
     }
   }
 }

@@ -14,7 +14,17 @@ export interface ObjectRequest {
   key: string;
   /** Extra request headers (Range, If-*), lower-case names. */
   headers: Record<string, string>;
+  /** The client's: aborted when it goes away. */
   signal: AbortSignal;
+  /** How long S3 may take to answer (signing included); an error body is read within it too. */
+  timeoutMs: number;
+}
+
+/** S3 did not answer within `timeoutMs`. */
+export class UpstreamTimeoutError extends Error {
+  constructor(timeoutMs: number) {
+    super(`no answer in ${timeoutMs} ms`);
+  }
 }
 
 /** What S3 answered, before Karasu interprets it. */
@@ -76,6 +86,23 @@ export class S3Transport {
   }
 
   async send(request: ObjectRequest): Promise<RawAnswer> {
+    // One timer bounds the whole exchange up to the answer (and an error body); it destroys the request
+    // rather than aborting a signal: an AbortController and AbortSignal.any per attempt cost more than
+    // the rest of the attempt's bookkeeping.
+    let timedOut = false;
+    let pending: http.ClientRequest | null = null;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      pending?.destroy(new UpstreamTimeoutError(request.timeoutMs));
+    }, request.timeoutMs);
+    try {
+      return await this.exchangeSigned(request, (req) => (pending = req), () => timedOut);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async exchangeSigned(request: ObjectRequest, started: (req: http.ClientRequest) => void, timedOut: () => boolean): Promise<RawAnswer> {
     const path = this.pathPrefix + encodeKey(request.key);
     const signed = await this.signer.sign(
       {
@@ -89,7 +116,8 @@ export class S3Transport {
       },
       { signingDate: new Date(Date.now() + this.clockOffsetMs) },
     );
-    const response = await this.exchange(request.method, path, signed.headers, request.signal);
+    if (timedOut()) throw new UpstreamTimeoutError(request.timeoutMs);
+    const response = await this.exchange(request.method, path, signed.headers, request.signal, started);
     const status = response.statusCode ?? 502;
     const headers = response.headers as Record<string, string>;
     if ((status === 200 || status === 206) && request.method === 'GET') {
@@ -111,10 +139,17 @@ export class S3Transport {
     this.agent.destroy();
   }
 
-  private exchange(method: string, path: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
+  private exchange(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+    started: (req: http.ClientRequest) => void,
+  ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const options = { method, hostname: this.hostname, port: this.port, path, headers, agent: this.agent, signal };
       const req = (this.secure ? https : http).request(options, resolve);
+      started(req);
       req.once('error', reject);
       // Connecting is bounded on its own; waiting for the answer is bounded by the caller's signal.
       req.once('socket', (socket) => {

@@ -37,7 +37,7 @@ test('GET test.txt from examplebucket with Range bytes=0-9 carries the documente
     { agent: new ToLoopback(), systemClockOffset: Date.UTC(2013, 4, 24) - Date.now(), forcePathStyle: false },
   );
   try {
-    const answer = await transport.send({ method: 'GET', key: 'test.txt', headers: { range: 'bytes=0-9' }, signal: new AbortController().signal });
+    const answer = await transport.send({ method: 'GET', key: 'test.txt', headers: { range: 'bytes=0-9' }, signal: new AbortController().signal, timeoutMs: 5000 });
     assert.equal(answer.status, 200);
     answer.body?.resume();
   } finally {
