@@ -368,6 +368,10 @@ test('one process per cache_dir: a second tier on the directory is refused until
     await first.close();
     const second = await openTier(dir);
     await second.close();
+    // Opened at the same time: exactly one gets it.
+    const both = await Promise.allSettled([openTier(dir), openTier(dir)]);
+    assert.deepEqual(both.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    for (const r of both) if (r.status === 'fulfilled') await r.value.close();
   });
 });
 

@@ -27,6 +27,21 @@ interface LockOwner {
 export async function lockCacheDir(dir: string): Promise<() => Promise<void>> {
   const file = join(dir, LOCK_FILE);
   if (heldHere.has(file)) throw new CacheDirInUseError(`cache.disk.cache_dir ${dir} is already used by another cache in this process`);
+  // Claimed before the first await, so two tiers of this process cannot both get past here.
+  heldHere.add(file);
+  try {
+    await takeLock(dir, file);
+  } catch (err) {
+    heldHere.delete(file);
+    throw err;
+  }
+  return async () => {
+    heldHere.delete(file);
+    await unlink(file).catch(() => {});
+  };
+}
+
+async function takeLock(dir: string, file: string): Promise<void> {
   const me: LockOwner = { pid: process.pid, host: hostname() };
   for (let attempt = 0; ; attempt++) {
     try {
@@ -36,11 +51,7 @@ export async function lockCacheDir(dir: string): Promise<() => Promise<void>> {
       } finally {
         await handle.close();
       }
-      heldHere.add(file);
-      return async () => {
-        heldHere.delete(file);
-        await unlink(file).catch(() => {});
-      };
+      return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 3) throw err;
     }
@@ -74,7 +85,8 @@ async function readOwner(file: string): Promise<LockOwner | null> {
 function ownerRuns(owner: LockOwner, me: LockOwner): boolean {
   // Another host's processes cannot be checked from here: assume it runs (a shared volume).
   if (owner.host !== me.host) return true;
-  // Our own pid, not held by this process: a previous run that had the same pid (a container's pid 1).
+  // Our own pid, and this process does not hold the directory otherwise (checked on entry): a previous
+  // run that had the same pid (a container's pid 1).
   if (owner.pid === me.pid) return false;
   try {
     process.kill(owner.pid, 0);
