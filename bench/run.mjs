@@ -32,7 +32,7 @@ import { runLoad } from './lib/load.mjs';
 import { nginxVersion, startNginx } from './lib/nginx.mjs';
 import { aggregate, bigTable, comparisonTable, median, zipfTable } from './lib/report.mjs';
 import { BUCKET, fetchDigest, putRandomObject, startS3rver } from './lib/s3.mjs';
-import { CLK_TCK, groupCpuTicks, hasCommand, killAllSync, repin, rssKiB, runBounded, sleep, stopAll, stopChild } from './lib/procs.mjs';
+import { CLK_TCK, cpuTicks, groupCpuTicks, hasCommand, killAllSync, repin, rssKiB, runBounded, sleep, stopAll, stopChild } from './lib/procs.mjs';
 import { ZIPF_BUCKET, ZIPF_FULL_TRACE, checkSeeded, makeWorkload, replayTrace, sampleEvery, seedWorkload, simulate, startRelay } from './lib/zipf.mjs';
 
 const SCENARIOS = ['all-miss', 'hot-hit', 'big', 'hot-hit-auth', 'hot-hit-audit', 'zipf'];
@@ -191,6 +191,7 @@ async function measure(ctx, { scenario, size, target, round, seconds }) {
   throwIfStopping();
   const watched = target.watch;
   const before = Object.fromEntries(Object.entries(watched).map(([n, pid]) => [n, groupCpuTicks(pid)]));
+  const clientBefore = env.clientCpu === null ? null : cpuTicks(env.clientCpu);
   const t = Date.now();
   const r = await runLoad({
     url: targetUrl(target, size),
@@ -206,7 +207,13 @@ async function measure(ctx, { scenario, size, target, round, seconds }) {
   const cpu_pct = Object.fromEntries(
     Object.entries(watched).map(([n, pid]) => [n, (100 * (groupCpuTicks(pid) - before[n])) / CLK_TCK / secs]),
   );
-  const sample = { scenario, size, target: target.name, round, ...r, cpu_pct, loadavg_1m: os.loadavg()[0] };
+  // How busy the load generator's core was: near 100 %, the client and not the server sets the rate.
+  const clientAfter = clientBefore && cpuTicks(env.clientCpu);
+  const client_core_busy_pct =
+    clientBefore && clientAfter && clientAfter.total > clientBefore.total
+      ? (100 * (clientAfter.busy - clientBefore.busy)) / (clientAfter.total - clientBefore.total)
+      : null;
+  const sample = { scenario, size, target: target.name, round, ...r, cpu_pct, client_core_busy_pct, loadavg_1m: os.loadavg()[0] };
   ctx.samples.push(sample);
   const errs = r.errors ? `, ${r.errors} errors` : '';
   log(`${scenario} ${size} ${target.name} r${round}: ${r.error ? `FAILED (${r.error})` : `${Math.round(r.rps)} req/s, p99 ${r.p99_ms.toFixed(1)} ms${errs}`}`);
@@ -303,9 +310,29 @@ async function hotHit(ctx) {
         targets[size].push({ name: 'karasu', base: karasu.base, watch: { karasu: karasu.child.pid } });
     }
     await measureInterleaved(ctx, 'hot-hit', sizes, targets);
+    noteSaturatedClient(ctx, 'hot-hit', sizes);
   } finally {
     if (karasu) await stopChild(karasu.child);
     if (nginx) await stopChild(nginx.child, { signal: 'SIGQUIT' });
+  }
+}
+
+/**
+ * A note for each size at which the load generator's core was saturated (median busy >= 95 %) for every
+ * target: there the req/s ratio says how cheaply the client reads each server's answers, not which server
+ * is faster.
+ */
+function noteSaturatedClient(ctx, scenario, sizes) {
+  for (const size of sizes) {
+    const byTarget = {};
+    for (const s of ctx.samples) {
+      if (s.scenario !== scenario || s.size !== size || s.client_core_busy_pct === null) continue;
+      (byTarget[s.target] ??= []).push(s.client_core_busy_pct);
+    }
+    const medians = Object.entries(byTarget).map(([name, xs]) => [name, median(xs)]);
+    if (medians.length === 0 || medians.some(([, m]) => m < 95)) continue;
+    const shown = medians.map(([name, m]) => `${name} ${Math.round(m)} %`).join(', ');
+    ctx.notes.push(`${scenario} ${size}: the load generator's core was saturated (${shown} busy): the client, not the proxies, set the rate`);
   }
 }
 

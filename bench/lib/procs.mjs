@@ -169,6 +169,19 @@ export function groupCpuTicks(pgid) {
   return t;
 }
 
+/** Busy and total jiffies of one CPU from /proc/stat (busy: user, nice, system, irq, softirq); null when unreadable. */
+export function cpuTicks(cpu) {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+    if (!line) return null;
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const busy = user + nice + system + irq + softirq;
+    return { busy, total: busy + idle + iowait + (steal || 0) };
+  } catch {
+    return null;
+  }
+}
+
 export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
 
 /** VmRSS of one process in KiB (0 when unreadable). */
