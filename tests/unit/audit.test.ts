@@ -151,7 +151,8 @@ describe('outputs', () => {
     // rotation that carries the first line away.
     const rotatedWith = async (line: string) => {
       for (const n of await readdir(tmp.dir)) {
-        if (/^audit\.\d{8}_\d{6}_000000(?:-\d+)?\.jsonl$/.test(n) && (await readFile(join(tmp.dir, n), 'utf8')).includes(line)) return true;
+        // A file listed may be renamed by a rotation before it is read: look again on the next pass.
+        if (/^audit\.\d{8}_\d{6}_000000(?:-\d+)?\.jsonl$/.test(n) && (await readFile(join(tmp.dir, n), 'utf8').catch(() => '')).includes(line)) return true;
       }
       return false;
     };
