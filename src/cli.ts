@@ -104,6 +104,7 @@ async function serve(args: string[]): Promise<number | undefined> {
   const logger = createLogger(loaded.config.logging);
   logWarnings(logger, loaded);
   keepFreedHeapMapped();
+  const signals = handleSignals(logger);
   let running: RunningKarasu;
   try {
     running = await startKarasu(loaded.config, { logger, watch });
@@ -116,7 +117,7 @@ async function serve(args: string[]): Promise<number | undefined> {
     { url: running.url, admin_port: running.adminPort, config: file, version: VERSION, buckets: loaded.config.buckets.length, watch },
     'karasu listening',
   );
-  handleSignals(running, logger);
+  signals.attach(running);
   return undefined;
 }
 
@@ -134,17 +135,24 @@ function logWarnings(logger: Logger, loaded: LoadedConfig): void {
  * SIGHUP reloads (through the same path as the file watch and POST /admin/reload); SIGTERM/SIGINT stop
  * accepting, let in-flight requests finish (up to `server.shutdown_timeout_seconds`), flush the audit
  * log, close Redis and exit 0; a second SIGTERM/SIGINT exits at once (1).
+ * Installed before the listeners open, so no signal finds Node's default (an exit without draining):
+ * a stop requested while Karasu starts is carried out as soon as `attach` hands over the instance.
  * `reloadText`: for a config that is not a file (the demo), what SIGHUP reloads from.
  */
-function handleSignals(running: RunningKarasu, logger: Logger, reloadText?: () => LoadedConfig): void {
-  let stopping = false;
+function handleSignals(logger: Logger, reloadText?: () => LoadedConfig): { attach(running: RunningKarasu): void } {
+  let running: RunningKarasu | null = null;
+  let stopping: string | null = null;
   const stop = (signal: string) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
       logger.flush?.();
       process.exit(1);
     }
-    stopping = true;
+    stopping = signal;
+    if (running) drain(running, signal);
+    else logger.info({ signal }, 'stop requested while starting: stopping once started');
+  };
+  const drain = (running: RunningKarasu, signal: string) => {
     logger.info({ signal, timeout_seconds: running.karasu.current().config.server.shutdown_timeout_seconds, inflight: running.karasu.inflight }, 'draining: finishing in-flight requests');
     running.close().then(
       () => {
@@ -167,6 +175,7 @@ function handleSignals(running: RunningKarasu, logger: Logger, reloadText?: () =
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
+    if (!running) return; // the file is read anyway once Karasu has started
     const { karasu } = running;
     if (karasu.reloader) {
       void karasu.reloader.reload('signal');
@@ -186,6 +195,12 @@ function handleSignals(running: RunningKarasu, logger: Logger, reloadText?: () =
       }
     })();
   });
+  return {
+    attach(started) {
+      running = started;
+      if (stopping) drain(started, stopping);
+    },
+  };
 }
 
 async function demo(args: string[]): Promise<number | undefined> {
@@ -199,6 +214,7 @@ async function demo(args: string[]): Promise<number | undefined> {
   const { config }: { config: KarasuConfig } = loadConfigText(yaml, '<demo>', {});
   const logger = createLogger(config.logging);
   keepFreedHeapMapped();
+  const signals = handleSignals(logger, () => loadConfigText(yaml, '<demo>', {}));
   const running = await startKarasu(config, { logger });
   const base = running.url;
   const lines = [
@@ -222,11 +238,7 @@ async function demo(args: string[]): Promise<number | undefined> {
     '',
   ];
   process.stdout.write(lines.join('\n'));
-  handleSignals(
-    { ...running, close: async (timeoutMs?: number) => { await running.close(timeoutMs); await s3.close(); } },
-    logger,
-    () => loadConfigText(yaml, '<demo>', {}),
-  );
+  signals.attach({ ...running, close: async (timeoutMs?: number) => { await running.close(timeoutMs); await s3.close(); } });
   return undefined;
 }
 
