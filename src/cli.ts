@@ -175,7 +175,7 @@ function handleSignals(logger: Logger, reloadText?: () => LoadedConfig): { attac
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
-    if (!running) return; // the file is read anyway once Karasu has started
+    if (!running) return; // during start-up: ignored (the file was read moments ago)
     const { karasu } = running;
     if (karasu.reloader) {
       void karasu.reloader.reload('signal');
