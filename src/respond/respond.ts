@@ -162,15 +162,17 @@ function relay(source: Readable, transform: Transform | null, res: ServerRespons
     const cutShort = (stream: Readable): void => {
       if (!stream.readableEnded) fail(new Error('the response body ended before it was complete'));
     };
-    source.once('error', fail).once('close', () => cutShort(source));
-    res.once('error', fail);
+    // `on`, not `once`, for errors: fail() is idempotent, and an error emitted after the first with no
+    // listener left would crash the process.
+    source.on('error', fail).once('close', () => cutShort(source));
+    res.on('error', fail);
     res.once('close', () => (res.writableFinished ? undefined : fail(new Error('the client closed the connection'))));
     res.once('finish', () => {
       settled = true;
       resolve();
     });
     if (transform) {
-      transform.once('error', fail).once('close', () => cutShort(transform));
+      transform.on('error', fail).once('close', () => cutShort(transform));
       source.pipe(transform).pipe(res);
     } else {
       source.pipe(res);
