@@ -225,15 +225,11 @@ export class ReplicaSet {
         answer.body?.destroy();
         throw new AttemptFailure('http_5xx', `${replica.name} answered ${answer.status}`);
       }
-      const { body } = answer;
-      if (body) {
-        // From here the body streams to the client: an idle backend must not hold the response open.
-        body.setTimeout(this.config.s3.idle_timeout * 1000, () => body.destroy(new Error('upstream idle timeout')));
-      }
+      // From here the body streams to the client; the transport cuts it when S3 goes idle (s3.idle_timeout).
       return {
         status: answer.status,
         headers: answer.headers,
-        body,
+        body: answer.body,
         errorCode: answer.code,
         actualObjectSize: answer.actualObjectSize,
         replica: replica.name,

@@ -1,8 +1,8 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import { Readable } from 'node:stream';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { Pool, type Dispatcher } from 'undici';
 import type { ReplicaConfig, S3Config } from '../config/types.js';
 import type { ClientTestHooks } from './s3-client.js';
 
@@ -16,7 +16,7 @@ export interface ObjectRequest {
   headers: Record<string, string>;
   /** The client's: aborted when it goes away. */
   signal: AbortSignal;
-  /** How long S3 may take to answer (signing included); an error body is read within it too. */
+  /** How long S3 may take to answer (signing and waiting for a pooled connection included); an error body is read within it too. */
   timeoutMs: number;
 }
 
@@ -30,9 +30,10 @@ export class UpstreamTimeoutError extends Error {
 /** What S3 answered, before Karasu interprets it. */
 export interface RawAnswer {
   status: number;
+  /** Lower-case names; a repeated field's values joined with ", ". */
   headers: Record<string, string>;
-  /** The body stream for 200/206; null otherwise (an error body has been read into `code`/`actualObjectSize`). */
-  body: IncomingMessage | null;
+  /** The body stream for a GET answered 200/206; null otherwise (an error body has been read into `code`/`actualObjectSize`). */
+  body: Readable | null;
   /** S3's error `<Code>` for non-2xx answers with an XML body. */
   code: string | null;
   /** S3's `<ActualObjectSize>` on a 416. */
@@ -41,21 +42,27 @@ export interface RawAnswer {
 
 /**
  * The data path to one replica: GET and HEAD of an object, signed with the AWS SDK's own SigV4 signer
- * and sent on a keep-alive agent. It does per request what S3 needs and nothing else: the full SDK
+ * and sent on a keep-alive undici pool. It does per request what S3 needs and nothing else: the full SDK
  * client costs ~1 ms of CPU per call (endpoint rule evaluation, schema (de)serialisation, a dozen
  * middlewares), several times s3rver's own cost per request. Listing and other control calls still use
  * @aws-sdk/client-s3 (see s3-client.ts).
+ *
+ * undici rather than node:http: node's client parser copies every body chunk into a new buffer, and the
+ * external memory of those copies drives V8 into a full GC several times a second while large objects
+ * stream (docs/design.md, "Streaming and the C heap"). undici hands the body on in the socket's own
+ * chunks, and its `dispatch` API lets one handler object per request do the bookkeeping that an
+ * IncomingMessage, an AbortController and a timer per attempt did before.
  */
 export class S3Transport {
   private readonly signer: SignatureV4;
-  private readonly agent: http.Agent;
+  private readonly pool: Pool;
   private readonly secure: boolean;
   private readonly hostname: string;
   private readonly port: number | undefined;
   private readonly hostHeader: string;
   /** Prefix of every object path: `/bucket` for path-style addressing, empty for virtual-host style. */
   private readonly pathPrefix: string;
-  private readonly connectTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
   private readonly clockOffsetMs: number;
 
   constructor(replica: ReplicaConfig, s3: S3Config, hooks: ClientTestHooks = {}) {
@@ -67,10 +74,16 @@ export class S3Transport {
     this.port = endpoint.port ? Number(endpoint.port) : undefined;
     this.hostHeader = this.port ? `${this.hostname}:${this.port}` : this.hostname;
     this.pathPrefix = pathStyle ? `/${encodeSegment(replica.bucket)}` : '';
-    this.connectTimeoutMs = s3.connect_timeout * 1000;
+    this.idleTimeoutMs = s3.idle_timeout * 1000;
     this.clockOffsetMs = hooks.systemClockOffset ?? 0;
-    const agentOptions = { keepAlive: true, maxSockets: s3.connection_pool_size, maxFreeSockets: s3.connection_pool_size };
-    this.agent = hooks.agent ?? (this.secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions));
+    this.pool = new Pool(`${endpoint.protocol}//${this.hostHeader}`, {
+      connections: s3.connection_pool_size,
+      connect: hooks.connect ?? { timeout: s3.connect_timeout * 1000 },
+      // The time to the answer is bounded by each request's own timer (it covers the wait for a pooled
+      // connection too); the body by `idle_timeout` (undici does not count time paused by a slow client).
+      headersTimeout: 0,
+      bodyTimeout: this.idleTimeoutMs,
+    });
     this.signer = new SignatureV4({
       service: 's3',
       region: replica.region,
@@ -85,82 +98,165 @@ export class S3Transport {
     });
   }
 
-  async send(request: ObjectRequest): Promise<RawAnswer> {
-    // One timer bounds the whole exchange up to the answer (and an error body); it destroys the request
-    // rather than aborting a signal: an AbortController and AbortSignal.any per attempt cost more than
-    // the rest of the attempt's bookkeeping.
-    let timedOut = false;
-    let pending: http.ClientRequest | null = null;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      pending?.destroy(new UpstreamTimeoutError(request.timeoutMs));
-    }, request.timeoutMs);
-    try {
-      return await this.exchangeSigned(request, (req) => (pending = req), () => timedOut);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  private async exchangeSigned(request: ObjectRequest, started: (req: http.ClientRequest) => void, timedOut: () => boolean): Promise<RawAnswer> {
-    const path = this.pathPrefix + encodeKey(request.key);
-    const signed = await this.signer.sign(
-      {
-        method: request.method,
-        protocol: this.secure ? 'https:' : 'http:',
-        hostname: this.hostname,
-        port: this.port,
-        path,
-        query: {},
-        headers: { ...request.headers, host: this.hostHeader, 'x-amz-content-sha256': EMPTY_SHA256 },
-      },
-      { signingDate: new Date(Date.now() + this.clockOffsetMs) },
-    );
-    if (timedOut()) throw new UpstreamTimeoutError(request.timeoutMs);
-    const response = await this.exchange(request.method, path, signed.headers, request.signal, started);
-    const status = response.statusCode ?? 502;
-    const headers = response.headers as Record<string, string>;
-    if ((status === 200 || status === 206) && request.method === 'GET') {
-      return { status, headers, body: response, code: null, actualObjectSize: null };
-    }
-    // Everything else carries at most a small XML error document.
-    const text = await readSmall(response);
-    const size = Number(xmlValue(text, 'ActualObjectSize'));
-    return {
-      status,
-      headers,
-      body: null,
-      code: xmlValue(text, 'Code'),
-      actualObjectSize: Number.isSafeInteger(size) && text.includes('ActualObjectSize') ? size : null,
-    };
+  send(request: ObjectRequest): Promise<RawAnswer> {
+    return new Promise((resolve, reject) => {
+      const exchange = new Exchange(request, resolve, reject);
+      const path = this.pathPrefix + encodeKey(request.key);
+      this.signer
+        .sign(
+          {
+            method: request.method,
+            protocol: this.secure ? 'https:' : 'http:',
+            hostname: this.hostname,
+            port: this.port,
+            path,
+            query: {},
+            headers: { ...request.headers, host: this.hostHeader, 'x-amz-content-sha256': EMPTY_SHA256 },
+          },
+          { signingDate: new Date(Date.now() + this.clockOffsetMs) },
+        )
+        .then(
+          (signed) => {
+            if (exchange.settled) return; // timed out or the client left while signing
+            this.pool.dispatch({ path, method: request.method, headers: signed.headers, bodyTimeout: this.idleTimeoutMs }, exchange);
+          },
+          (err: unknown) => exchange.fail(err as Error),
+        );
+    });
   }
 
   close(): void {
-    this.agent.destroy();
+    // Requests still streaming (a retired snapshot's last downloads) finish; then the sockets close.
+    this.pool.close().catch(() => undefined);
+  }
+}
+
+/**
+ * One request to S3, as undici's dispatch handler. Settles the caller's promise once: at the answer's
+ * headers for a GET answered 200/206 (the body then streams through an UpstreamBody), else once the
+ * small error body has been read. Until then it owns the timeout and the client's abort signal.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  settled = false;
+  private controller: Dispatcher.DispatchController | null = null;
+  private readonly timer: NodeJS.Timeout;
+  private status = 0;
+  private headers: Record<string, string> = {};
+  private body: UpstreamBody | null = null;
+  private errorBody: Buffer[] | null = null;
+  private errorBytes = 0;
+
+  constructor(
+    private readonly request: ObjectRequest,
+    private readonly resolve: (answer: RawAnswer) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    this.timer = setTimeout(() => this.fail(new UpstreamTimeoutError(request.timeoutMs)), request.timeoutMs);
+    if (request.signal.aborted) this.fail(abortReason(request.signal));
+    else request.signal.addEventListener('abort', this);
   }
 
-  private exchange(
-    method: string,
-    path: string,
-    headers: Record<string, string>,
-    signal: AbortSignal,
-    started: (req: http.ClientRequest) => void,
-  ): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      const options = { method, hostname: this.hostname, port: this.port, path, headers, agent: this.agent, signal };
-      const req = (this.secure ? https : http).request(options, resolve);
-      started(req);
-      req.once('error', reject);
-      // Connecting is bounded on its own; waiting for the answer is bounded by the caller's signal.
-      req.once('socket', (socket) => {
-        if (!socket.connecting) return;
-        const timer = setTimeout(() => req.destroy(new Error(`connect timeout after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
-        socket.once('connect', () => clearTimeout(timer));
-        socket.once('close', () => clearTimeout(timer));
-      });
-      req.end();
+  /** The client's signal fired (an EventListener object: no closure per request). */
+  handleEvent(): void {
+    this.fail(abortReason(this.request.signal));
+  }
+
+  /** Ends the exchange before its answer was handed over. */
+  fail(err: Error): void {
+    if (this.settled) return;
+    this.settle();
+    this.controller?.abort(err);
+    this.reject(err);
+  }
+
+  private settle(): void {
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.request.signal.removeEventListener('abort', this);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled && !this.body) controller.abort(new Error('request abandoned'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[]>): void {
+    if (status < 200) return; // 1xx: the answer is still to come
+    this.status = status;
+    this.headers = joinRepeated(headers);
+    if (this.settled) return;
+    if ((status === 200 || status === 206) && this.request.method === 'GET') {
+      this.body = new UpstreamBody(controller);
+      this.settle();
+      this.resolve({ status, headers: this.headers, body: this.body, code: null, actualObjectSize: null });
+    } else {
+      this.errorBody = [];
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.body) {
+      if (!this.body.push(chunk)) controller.pause();
+    } else if (this.errorBody && this.errorBytes < ERROR_BODY_LIMIT) {
+      // A misbehaving backend cannot make Karasu buffer much.
+      this.errorBody.push(chunk);
+      this.errorBytes += chunk.length;
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.body) {
+      this.body.push(null);
+      return;
+    }
+    if (this.settled) return;
+    this.settle();
+    const text = this.errorBody ? Buffer.concat(this.errorBody).toString('utf8') : '';
+    const size = Number(xmlValue(text, 'ActualObjectSize'));
+    this.resolve({
+      status: this.status,
+      headers: this.headers,
+      body: null,
+      code: xmlValue(text, 'Code'),
+      actualObjectSize: Number.isSafeInteger(size) && text.includes('ActualObjectSize') ? size : null,
     });
   }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.body) this.body.destroy(err);
+    else this.fail(err);
+  }
+}
+
+/**
+ * The body of a 200/206 as a Readable, with backpressure: undici's parser is paused while the buffer is
+ * full and resumed when the consumer reads; destroying it (the client left) aborts the request.
+ */
+class UpstreamBody extends Readable {
+  constructor(private readonly controller: Dispatcher.DispatchController) {
+    super({ highWaterMark: 64 * 1024 });
+  }
+
+  override _read(): void {
+    if (this.controller.paused) this.controller.resume();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.readableEnded) this.controller.abort(err ?? new Error('body abandoned'));
+    callback(err);
+  }
+}
+
+function joinRepeated(headers: Record<string, string | string[]>): Record<string, string> {
+  for (const name in headers) {
+    const value = headers[name];
+    if (typeof value !== 'string') headers[name] = value!.join(', ');
+  }
+  return headers as Record<string, string>;
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('client gone');
 }
 
 /** A node:crypto hash in the shape the SDK's signer expects. */
@@ -195,20 +291,6 @@ function encodeSegment(segment: string): string {
 }
 
 const ERROR_BODY_LIMIT = 64 * 1024;
-
-/** Reads an error body (bounded: a misbehaving backend cannot make Karasu buffer much). */
-function readSmall(response: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    let text = '';
-    response.setEncoding('utf8');
-    response.on('data', (chunk: string) => {
-      if (text.length < ERROR_BODY_LIMIT) text += chunk;
-    });
-    response.once('end', () => resolve(text));
-    response.once('error', () => resolve(text));
-    response.once('close', () => resolve(text));
-  });
-}
 
 function xmlValue(xml: string, tag: string): string | null {
   const start = xml.indexOf(`<${tag}>`);
