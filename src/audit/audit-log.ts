@@ -8,7 +8,7 @@ import type { AuditConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import { FileSink, type FileSinkOptions } from './file.js';
 import { recordLine, SEVERITY, severityOf, type RequestFacts } from './record.js';
-import { S3ExportSink, type S3SinkOptions } from './s3.js';
+import type { S3SinkOptions } from './s3.js';
 import type { AuditSink } from './sink.js';
 import { createSyslogSink } from './syslog.js';
 
@@ -77,7 +77,11 @@ export class AuditLog {
       for (const output of config.outputs) {
         if (output === 'file') sinks.push(await FileSink.open(config.file!, alog, options.file));
         else if (output === 'syslog') sinks.push(createSyslogSink(config.syslog!, alog));
-        else sinks.push(new S3ExportSink(config.s3_export!, alog, options.s3));
+        else {
+          // The AWS SDK is loaded only when this output is configured.
+          const { S3ExportSink } = await import('./s3.js');
+          sinks.push(new S3ExportSink(config.s3_export!, alog, options.s3));
+        }
       }
     } catch (err) {
       await Promise.all(sinks.map((s) => s.close(Date.now())));

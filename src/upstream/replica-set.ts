@@ -1,10 +1,9 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { BucketConfig } from '../config/types.js';
 import { HttpError } from '../http/errors.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
-import { createS3Client, type ClientTestHooks } from './s3-client.js';
+import { LazyS3Client, type ClientTestHooks } from './s3-client.js';
 import { S3Transport, UpstreamTimeoutError } from './s3-transport.js';
 
 export interface UpstreamRequest {
@@ -59,7 +58,7 @@ interface Replica {
   /** GET and HEAD of objects: the hot data path. */
   transport: S3Transport;
   /** Control calls (listing for prewarm). */
-  client: S3Client;
+  client: LazyS3Client;
   breaker: CircuitBreaker;
   timeoutMs: number;
 }
@@ -88,7 +87,7 @@ export class ReplicaSet {
       name: replica.name,
       bucket: replica.bucket,
       transport: new S3Transport(replica, config.s3, hooks),
-      client: createS3Client(replica, config.s3, hooks),
+      client: new LazyS3Client(replica, config.s3, hooks),
       timeoutMs: replica.timeout * 1000,
       breaker: new CircuitBreaker(config.s3.circuit_breaker, (from, to) =>
         events.breakerChanged(config.name, replica.name, from, to),
@@ -175,7 +174,8 @@ export class ReplicaSet {
   private async listPage(replica: Replica, request: ListRequest, timeoutMs: number): Promise<ListPage> {
     const timer = AbortSignal.timeout(timeoutMs);
     try {
-      const output = await replica.client.send(
+      const [client, { ListObjectsV2Command }] = await Promise.all([replica.client.get(), import('@aws-sdk/client-s3')]);
+      const output = await client.send(
         new ListObjectsV2Command({
           Bucket: replica.bucket,
           Prefix: request.prefix || undefined,

@@ -1,7 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import type { buildConnector } from 'undici';
 import type { ReplicaConfig, S3Config } from '../config/types.js';
 
@@ -18,10 +17,34 @@ export interface ClientTestHooks {
 
 /**
  * One S3 client per replica for control calls (listing, for prewarm); object reads go through
- * S3Transport. Built at load time and replaced as a whole on reload. Retries are Karasu's (see
+ * S3Transport. Made on first use: the SDK's modules are a quarter of Karasu's heap, and every major GC
+ * walks the heap (large objects streaming trigger several a second). Retries are Karasu's (see
  * replica-set.ts), so the SDK makes exactly one attempt per call.
  */
-export function createS3Client(replica: ReplicaConfig, s3: S3Config, hooks: ClientTestHooks = {}): S3Client {
+export class LazyS3Client {
+  private client: Promise<S3Client> | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly replica: ReplicaConfig,
+    private readonly s3: S3Config,
+    private readonly hooks: ClientTestHooks = {},
+  ) {}
+
+  get(): Promise<S3Client> {
+    if (this.closed) return Promise.reject(new Error('S3 client closed'));
+    this.client ??= createS3Client(this.replica, this.s3, this.hooks);
+    return this.client;
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.client?.then((client) => client.destroy(), () => undefined);
+  }
+}
+
+async function createS3Client(replica: ReplicaConfig, s3: S3Config, hooks: ClientTestHooks): Promise<S3Client> {
+  const [{ S3Client }, { NodeHttpHandler }] = await Promise.all([import('@aws-sdk/client-s3'), import('@smithy/node-http-handler')]);
   const secure = replica.endpoint ? replica.endpoint.startsWith('https:') : true;
   const agentOptions = { keepAlive: true, maxSockets: s3.connection_pool_size, maxFreeSockets: s3.connection_pool_size };
   const agent = hooks.agent ?? (secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions));
