@@ -1,4 +1,5 @@
-// The nginx peer: proxy_cache (1 worker, to compare per core) in front of the same s3rver.
+// The nginx peer: proxy_cache (1 worker, to compare per core) in front of the same s3rver; without `cache`,
+// a plain proxy_pass (the all-miss reference: what a proxy written in C adds to a miss).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -10,7 +11,7 @@ export function nginxVersion() {
   return (r.stderr || r.stdout || '').trim().replace(/^nginx version:\s*/, '') || null;
 }
 
-function nginxConf({ dir, port, s3Port, location, maxSize }) {
+function nginxConf({ dir, port, s3Port, location, maxSize, cache }) {
   // As root the worker would otherwise run as `nobody`, which cannot enter the private scratch folder.
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';
   return `# written by bench/run.mjs
@@ -38,11 +39,15 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host 127.0.0.1:${s3Port};
-            proxy_cache bench;
+${
+  cache
+    ? `            proxy_cache bench;
             proxy_cache_valid 200 60m;
             proxy_cache_lock on;
             add_header X-Cache $upstream_cache_status;
-        }
+`
+    : ''
+}        }
     }
 }
 `;
@@ -50,14 +55,14 @@ http {
 
 /**
  * `s3Port`: the upstream (s3rver, or the zipf scenario's relay); `location`: the route prefix without slashes;
- * `maxSize`: proxy_cache_path max_size; `name`: folder in scratch and log file name.
+ * `maxSize`: proxy_cache_path max_size; `cache`: false for a plain proxy_pass; `name`: folder in scratch and log file name.
  */
-export async function startNginx(scratch, { s3Port, cpu, location = BUCKET, maxSize = '2g', name = 'nginx' }) {
+export async function startNginx(scratch, { s3Port, cpu, location = BUCKET, maxSize = '2g', cache = true, name = 'nginx' }) {
   const dir = path.join(scratch, name);
   mkdirSync(path.join(dir, 'cache'), { recursive: true });
   const port = await freePort();
   const confFile = path.join(dir, 'nginx.conf');
-  writeFileSync(confFile, nginxConf({ dir, port, s3Port, location, maxSize }));
+  writeFileSync(confFile, nginxConf({ dir, port, s3Port, location, maxSize, cache }));
   const logFile = path.join(scratch, 'logs', `${name}.log`);
   const child = startChild('nginx', 'nginx', ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile], { logFile, cpu });
   await waitForPort(port, child, { logFile: path.join(dir, 'error.log') });

@@ -63,14 +63,15 @@ export function comparisonTable(aggs, pairs) {
     const b = find(p, p.base);
     const k = find(p, p.subject);
     const ratio = pairedRatio(b, k, (a) => a.rps);
-    const ok = ratio === null ? null : check(ratio, p.target);
+    // A reference row (another proxy beside the same baseline) shows a ratio and judges nothing.
+    const ok = ratio === null || p.reference ? null : check(ratio, p.target);
     const perCpu = perCpuRatio(b, k, p);
-    const why = p.note || (!k ? 'Karasu not measured' : !b ? `${p.base} not measured` : '');
+    const why = p.note || (!k ? `${p.subject} not measured` : !b ? `${p.base} not measured` : p.reference ? 'reference' : '');
     verdicts.push({ scenario: p.scenario, size: p.size, base: p.base, subject: p.subject, ratio, per_cpu_ratio: perCpu, target: p.target, ok, note: why || undefined });
     lines.push(
-      `| ${p.scenario}${p.label ? ` ${p.label}` : ''} | ${p.size} | ${p.base} | ${fmtInt(b?.rps)} | ${fmtMs(b?.p50_ms)} / ${fmtMs(b?.p99_ms)} | ${fmtCpu(b?.cpu)} ` +
+      `| ${p.scenario}${p.label ? ` ${p.label}` : ''}${p.subject === 'karasu' ? '' : ` (${p.subject} in Karasu's columns)`} | ${p.size} | ${p.base} | ${fmtInt(b?.rps)} | ${fmtMs(b?.p50_ms)} / ${fmtMs(b?.p99_ms)} | ${fmtCpu(b?.cpu)} ` +
         `| ${fmtInt(k?.rps)} | ${fmtMs(k?.p50_ms)} / ${fmtMs(k?.p99_ms)} | ${fmtCpu(k?.cpu)} ` +
-        `| ${fmtRatio(ratio)} | ${p.target.op} ${p.target.value} | ${verdictText(ok, why)} | ${fmtRatio(perCpu)} |`,
+        `| ${fmtRatio(ratio)} | ${p.target ? `${p.target.op} ${p.target.value}` : '–'} | ${verdictText(ok, why)} | ${fmtRatio(perCpu)} |`,
     );
   }
   return { lines, verdicts };
