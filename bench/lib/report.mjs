@@ -69,7 +69,7 @@ export function comparisonTable(aggs, pairs) {
     const why = p.note || (!k ? `${p.subject} not measured` : !b ? `${p.base} not measured` : p.reference ? 'reference' : '');
     verdicts.push({ scenario: p.scenario, size: p.size, base: p.base, subject: p.subject, ratio, per_cpu_ratio: perCpu, target: p.target, ok, note: why || undefined });
     lines.push(
-      `| ${p.scenario}${p.label ? ` ${p.label}` : ''}${p.subject === 'karasu' ? '' : ` (${p.subject} in Karasu's columns)`} | ${p.size} | ${p.base} | ${fmtInt(b?.rps)} | ${fmtMs(b?.p50_ms)} / ${fmtMs(b?.p99_ms)} | ${fmtCpu(b?.cpu)} ` +
+      `| ${p.scenario}${p.label ? ` ${p.label}` : ''}${p.reference ? ` (${p.subject} in Karasu's columns)` : ''} | ${p.size} | ${p.base} | ${fmtInt(b?.rps)} | ${fmtMs(b?.p50_ms)} / ${fmtMs(b?.p99_ms)} | ${fmtCpu(b?.cpu)} ` +
         `| ${fmtInt(k?.rps)} | ${fmtMs(k?.p50_ms)} / ${fmtMs(k?.p99_ms)} | ${fmtCpu(k?.cpu)} ` +
         `| ${fmtRatio(ratio)} | ${p.target ? `${p.target.op} ${p.target.value}` : '–'} | ${verdictText(ok, why)} | ${fmtRatio(perCpu)} |`,
     );
