@@ -1,6 +1,6 @@
 // The origin: s3rver 3.7.1 as a child process, and the benchmark objects seeded into it.
 // s3rver answers anonymous (unsigned) PUT and GET, so seeding and the nginx peer need no SigV4.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
@@ -8,6 +8,7 @@ import path from 'node:path';
 import { freePort, startChild, waitForPort } from './procs.mjs';
 
 const require = createRequire(import.meta.url);
+const { SignatureV4 } = require('@smithy/signature-v4');
 
 export const BUCKET = 'bench';
 
@@ -66,4 +67,32 @@ export function fetchDigest(url, { headers = {}, timeoutMs = 60_000 } = {}) {
     req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
     req.on('error', reject);
   });
+}
+
+/** node:crypto in the shape the SDK signer expects. */
+class Sha256 {
+  constructor(secret) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : Buffer.from(secret));
+  }
+  update(data) {
+    this.hash.update(typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  }
+  async digest() {
+    return this.hash.digest();
+  }
+}
+
+/**
+ * A presigned GET URL for `path` (`/bucket/key`), valid `expiresIn` seconds: a signed request that wrk can
+ * repeat. s3rver then verifies a SigV4 signature for every GET, as it does for Karasu's (header-signed) ones.
+ */
+export async function presignedUrl(endpoint, path, expiresIn = 24 * 3600) {
+  const url = new URL(endpoint);
+  const signer = new SignatureV4({ service: 's3', region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }, sha256: Sha256, uriEscapePath: false });
+  const signed = await signer.presign(
+    { method: 'GET', protocol: url.protocol, hostname: url.hostname, port: Number(url.port), path, query: {}, headers: { host: url.host } },
+    { expiresIn },
+  );
+  const query = Object.entries(signed.query).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
+  return `${endpoint}${path}?${query}`;
 }
