@@ -1,6 +1,7 @@
 // Errors over real HTTP: S3 errors translated to Karasu's JSON, upstream failures (refused, stalled,
 // 5xx, cut mid-body) and what the client sees, retries counted at the failing server.
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -18,9 +19,11 @@ let karasu: KarasuUnderTest;
 let refused: number;
 const faulty: Record<string, FaultyServer> = {};
 const logLines: Array<Record<string, unknown>> = [];
+/** Several times what the sockets between s3rver, Karasu and the client hold, so a paused client holds S3 up. */
+const LARGE = randomBytes(8 << 20);
 
 before(async () => {
-  s3 = await startS3({ buckets: { [BACKEND]: { 'here.txt': 'here' } } });
+  s3 = await startS3({ buckets: { [BACKEND]: { 'here.txt': 'here', 'large.bin': LARGE } } });
   refused = await refusedPort();
   faulty.stallHeaders = await startFaultyServer('stall-headers');
   faulty.stallHeaders2 = await startFaultyServer('stall-headers');
@@ -65,6 +68,8 @@ before(async () => {
         b('s500', faulty.s500.url, { retry: { ...FAST_RETRY, max_attempts: 2 } }),
         // s3.timeout is also the idle timeout once the body streams.
         b('stallbody', faulty.stallBody.url, { timeout: 0.5 }),
+        // The same idle timeout in front of a healthy S3, for a client slower than it.
+        b('slowclient', s3.endpoint, { timeout: 0.5 }),
         b('reset', faulty.reset.url),
         b('norange', faulty.noRange.url),
       ],
@@ -218,6 +223,35 @@ describe('failures mid-body', () => {
     assert.notEqual(seen.outcome, 'complete');
     assert.ok(ms < 5000, `cut after ${ms} ms (idle timeout 0.5 s)`);
     assert.equal(faulty.stallBody.requests, 1, 'no retry once bytes reached the client');
+  });
+
+  test('a client that stops reading for longer than the idle timeout still gets the whole body', async () => {
+    // S3 is idle only because Karasu stopped reading (backpressure): that is not a stalled backend.
+    const got = await new Promise<{ status: number; bytes: number; md5: string; complete: boolean }>((resolve, reject) => {
+      const req = httpRequest(`${karasu.url}/slowclient/large.bin`, { agent: false }, (res) => {
+        const md5 = createHash('md5');
+        let bytes = 0;
+        let paused = false;
+        res.on('data', (chunk: Buffer) => {
+          md5.update(chunk);
+          bytes += chunk.length;
+          if (!paused && bytes >= 256 * 1024) {
+            paused = true;
+            res.pause();
+            setTimeout(() => res.resume(), 1500);
+          }
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, bytes, md5: md5.digest('hex'), complete: res.complete }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.setTimeout(20_000, () => req.destroy(new Error('client timed out')));
+      req.end();
+    });
+    assert.equal(got.status, 200);
+    assert.equal(got.bytes, LARGE.length);
+    assert.equal(got.md5, createHash('md5').update(LARGE).digest('hex'));
+    assert.ok(got.complete);
   });
 
   test('upstream resets mid-body → the client sees an incomplete body; no retry', async () => {
