@@ -17,8 +17,8 @@ export interface ClientTestHooks {
 
 /**
  * One S3 client per replica for control calls (listing, for prewarm); object reads go through
- * S3Transport. Made on first use: the SDK's modules are a quarter of Karasu's heap, and every major GC
- * walks the heap (large objects streaming trigger several a second). Retries are Karasu's (see
+ * S3Transport. Made (and the SDK loaded) on first use: its modules are about 3 MB of heap that a Karasu
+ * which never lists objects does not need. Retries are Karasu's (see
  * replica-set.ts), so the SDK makes exactly one attempt per call.
  */
 export class LazyS3Client {

@@ -118,7 +118,11 @@ export class S3Transport {
         .then(
           (signed) => {
             if (exchange.settled) return; // timed out or the client left while signing
-            this.pool.dispatch({ path, method: request.method, headers: signed.headers, bodyTimeout: this.idleTimeoutMs }, exchange);
+            try {
+              this.pool.dispatch({ path, method: request.method, headers: signed.headers, bodyTimeout: this.idleTimeoutMs }, exchange);
+            } catch (err) {
+              exchange.fail(err as Error); // undici reports errors to the handler; anything it throws ends the same way
+            }
           },
           (err: unknown) => exchange.fail(err as Error),
         );
