@@ -547,10 +547,10 @@ async function hotHitAudit(ctx) {
   enabled: true
   file: { path: "${file}", max_file_size_mb: 1024, max_backup_files: 2 }
 `;
-  // One Karasu process at a time, started fresh for each run, sides alternating. Two idle-but-alive
-  // processes on one core disturb each other (the one just loaded runs its GC while the other is measured:
-  // the second side measured in a round came out up to 1.5x faster), and two processes of the same build
-  // differ by up to ~15 % in req/s anyway (code and heap placement): a fresh pair per round averages that out.
+  // One Karasu process at a time, started fresh for each run, sides alternating. With both processes alive
+  // on one core, the side measured second in a round came out up to 1.5x faster than the first; and two
+  // processes of the same build and config differ by up to ~15 % in req/s anyway: a fresh process per run
+  // averages that out instead of biasing every round the same way.
   const sides = [
     { tag: 'noaudit', extra: '', target: { name: 'no-audit' } },
     { tag: 'audit', extra, target: { name: 'audit' } },
@@ -974,7 +974,7 @@ function printReport(ctx, status) {
 function auditLine(a) {
   const metric = a.metric_written === null ? 'absent' : `${a.metric_written} written, ${a.metric_dropped ?? 0} dropped`;
   return (
-    `hot-hit-audit: **${a.lines.toLocaleString('en-US')} audit lines** (${a.lines_while_running.toLocaleString('en-US')} before Karasu stopped) for ` +
+    `hot-hit-audit: **${a.lines.toLocaleString('en-US')} audit lines** (${a.lines_while_running.toLocaleString('en-US')} before the last Karasu process stopped) for ` +
     `**${a.requests_answered.toLocaleString('en-US')} requests** answered per the clients → ${a.extra_lines >= 0 ? '+' : ''}${a.extra_lines} ` +
     `(0 … +${a.allowed_extra} expected: requests in flight when each of ${a.load_runs} load runs stopped): ${a.ok ? 'match' : 'MISMATCH'}. ` +
     `Lines: ${a.status_200} status 200, ${a.cache_hit} cache hits, ${a.incomplete} incomplete, ${a.unparsable} unparsable, ${a.files} file(s); ` +
