@@ -62,7 +62,6 @@ export class S3Transport {
   private readonly hostHeader: string;
   /** Prefix of every object path: `/bucket` for path-style addressing, empty for virtual-host style. */
   private readonly pathPrefix: string;
-  private readonly idleTimeoutMs: number;
   private readonly clockOffsetMs: number;
 
   constructor(replica: ReplicaConfig, s3: S3Config, hooks: ClientTestHooks = {}) {
@@ -74,7 +73,6 @@ export class S3Transport {
     this.port = endpoint.port ? Number(endpoint.port) : undefined;
     this.hostHeader = this.port ? `${this.hostname}:${this.port}` : this.hostname;
     this.pathPrefix = pathStyle ? `/${encodeSegment(replica.bucket)}` : '';
-    this.idleTimeoutMs = s3.idle_timeout * 1000;
     this.clockOffsetMs = hooks.systemClockOffset ?? 0;
     this.pool = new Pool(`${endpoint.protocol}//${this.hostHeader}`, {
       connections: s3.connection_pool_size,
@@ -82,7 +80,7 @@ export class S3Transport {
       // The time to the answer is bounded by each request's own timer (it covers the wait for a pooled
       // connection too); the body by `idle_timeout` (undici does not count time paused by a slow client).
       headersTimeout: 0,
-      bodyTimeout: this.idleTimeoutMs,
+      bodyTimeout: s3.idle_timeout * 1000,
     });
     this.signer = new SignatureV4({
       service: 's3',
@@ -119,7 +117,7 @@ export class S3Transport {
           (signed) => {
             if (exchange.settled) return; // timed out or the client left while signing
             try {
-              this.pool.dispatch({ path, method: request.method, headers: signed.headers, bodyTimeout: this.idleTimeoutMs }, exchange);
+              this.pool.dispatch({ path, method: request.method, headers: signed.headers }, exchange);
             } catch (err) {
               exchange.fail(err as Error); // undici reports errors to the handler; anything it throws ends the same way
             }
