@@ -55,13 +55,10 @@ export async function adminRoutes(app: FastifyInstance, opts: { karasu: Karasu }
   });
 
   // Every admin call is audited, with its caller.
-  const { audit } = karasu;
-  if (audit) {
-    app.addHook('onResponse', (request, reply, done) => {
-      audit.recordReply(replyFacts(request, reply, adminUsers.get(request.raw) ?? null), karasu.current().config.server.trusted_proxies);
-      done();
-    });
-  }
+  app.addHook('onResponse', (request, reply, done) => {
+    karasu.audit?.recordReply(replyFacts(request, reply, adminUsers.get(request.raw) ?? null), karasu.current().config.server.trusted_proxies);
+    done();
+  });
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof HttpError) {

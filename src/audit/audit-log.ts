@@ -4,6 +4,7 @@
 // counted in `karasu_audit_lines_total{result="dropped"}` and logged).
 import client from 'prom-client';
 import type { IncomingMessage } from 'node:http';
+import { resolve } from 'node:path';
 import type { AuditConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import { FileSink, type FileSinkOptions } from './file.js';
@@ -57,6 +58,8 @@ export class AuditLog {
   private reported = new Map<AuditSink, number>();
   private readonly reporter: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
+  /** True once close() has flushed every output (its counts are final). */
+  closed = false;
 
   private constructor(
     readonly config: AuditConfig,
@@ -68,14 +71,22 @@ export class AuditLog {
     this.reporter.unref();
   }
 
-  /** Null when the audit log is off. Fails when an output cannot be opened (the file's directory…). */
-  static async create(config: AuditConfig, log: Logger, options: AuditOptions = {}): Promise<AuditLog | null> {
+  /**
+   * Null when the audit log is off. Fails when an output cannot be opened (the file's directory…).
+   * `previous`: the log this one replaces on a reload; a file it writes too is started by the new log
+   * only once the previous one has closed it.
+   */
+  static async create(config: AuditConfig, log: Logger, options: AuditOptions = {}, previous: AuditLog | null = null): Promise<AuditLog | null> {
     if (!config.enabled) return null;
     const alog = log.child({ component: 'audit' });
     const sinks: AuditSink[] = [];
     try {
       for (const output of config.outputs) {
-        if (output === 'file') sinks.push(await FileSink.open(config.file!, alog, options.file));
+        if (output === 'file') {
+          const path = resolve(config.file!.path);
+          const same = previous?.sinks.find((s): s is FileSink => s instanceof FileSink && resolve(s.path) === path);
+          sinks.push(await FileSink.open(config.file!, alog, options.file, same?.finished));
+        }
         else if (output === 'syslog') sinks.push(createSyslogSink(config.syslog!, alog));
         else {
           // The AWS SDK is loaded only when this output is configured.
@@ -121,28 +132,6 @@ export class AuditLog {
     });
   }
 
-  registerMetrics(registry: client.Registry): void {
-    const sinks = this.sinks;
-    const seen = new Map<string, number>();
-    new client.Counter({
-      name: 'karasu_audit_lines_total',
-      help: 'Audit lines by output and result: written (handed to the destination) or dropped (back-pressure, failures, shutdown deadline)',
-      labelNames: ['output', 'result'] as const,
-      registers: [registry],
-      collect() {
-        for (const sink of sinks) {
-          for (const [result, value] of [['written', sink.written], ['dropped', sink.dropped]] as const) {
-            const id = `${sink.output}/${result}`;
-            const delta = value - (seen.get(id) ?? 0);
-            seen.set(id, value);
-            // Always touched, so both series exist from the first scrape.
-            this.inc({ output: sink.output, result }, Math.max(0, delta));
-          }
-        }
-      },
-    });
-  }
-
   /** Flushes every output, waiting at most `timeoutMs`. Idempotent. */
   close(timeoutMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
@@ -151,6 +140,7 @@ export class AuditLog {
       await Promise.all(this.sinks.map((s) => s.close(deadline).catch((err) => this.log.error({ err, output: s.output }, 'audit output failed to close'))));
       this.reportDrops();
       this.log.info(Object.fromEntries(this.sinks.map((s) => [s.output, { written: s.written, dropped: s.dropped }])), 'audit log flushed');
+      this.closed = true;
     })();
     return this.closing;
   }
@@ -164,4 +154,35 @@ export class AuditLog {
       }
     }
   }
+}
+
+/**
+ * `karasu_audit_lines_total`: one counter for the life of the process, across the audit logs that
+ * reloads open and close. `track` adds a log's outputs; a closed log's final counts are taken at the
+ * next scrape, then it is forgotten.
+ */
+export function auditMetrics(registry: client.Registry): { track(audit: AuditLog): void } {
+  const tracked = new Set<AuditLog>();
+  const seen = new Map<AuditSink, { written: number; dropped: number }>();
+  new client.Counter({
+    name: 'karasu_audit_lines_total',
+    help: 'Audit lines by output and result: written (handed to the destination) or dropped (back-pressure, failures, shutdown deadline)',
+    labelNames: ['output', 'result'] as const,
+    registers: [registry],
+    collect() {
+      for (const audit of tracked) {
+        const closed = audit.closed;
+        for (const sink of audit.sinks) {
+          const last = seen.get(sink) ?? { written: 0, dropped: 0 };
+          // Always touched, so both series exist from the first scrape.
+          this.inc({ output: sink.output, result: 'written' }, Math.max(0, sink.written - last.written));
+          this.inc({ output: sink.output, result: 'dropped' }, Math.max(0, sink.dropped - last.dropped));
+          if (closed) seen.delete(sink);
+          else seen.set(sink, { written: sink.written, dropped: sink.dropped });
+        }
+        if (closed) tracked.delete(audit);
+      }
+    },
+  });
+  return { track: (audit) => void tracked.add(audit) };
 }

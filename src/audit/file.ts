@@ -24,6 +24,13 @@ export interface FileSinkOptions {
   dailyInterval?: string;
 }
 
+/** A batch written before the file stream started (see `startAfter`). */
+interface WaitingBatch {
+  data: Buffer;
+  full: Buffer;
+  lines: number;
+}
+
 /** `audit.jsonl` rotated at 2026-01-02 15:04:05.123 → `audit.20260102_150405_123000.jsonl` (Yatagarasu's form). */
 export function backupName(file: string, time: Date, index: number): string {
   const ext = extname(file);
@@ -47,6 +54,13 @@ export class FileSink implements AuditSink {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private reopenTimer: NodeJS.Timeout | null = null;
+  /** Batches kept while the stream has not started yet; null once it has. */
+  private waiting: WaitingBatch[] | null = null;
+  private waitingBytes = 0;
+  private started: Promise<void> = Promise.resolve();
+  private closeDone!: () => void;
+  /** Resolves when close() has finished with the file: a sink for the same file may start then. */
+  readonly finished = new Promise<void>((resolve) => (this.closeDone = resolve));
 
   private constructor(
     private readonly config: AuditFileConfig,
@@ -57,23 +71,54 @@ export class FileSink implements AuditSink {
   }
 
   /** Bytes per write: a batch, or half the memory budget when that is smaller. */
+  get path(): string {
+    return this.config.path;
+  }
+
   private get batchSize(): number {
     return Math.max(1024, Math.min(BATCH_BYTES, Math.floor(this.config.buffer_size / 2)));
   }
 
-  /** Fails (at start-up, with the reason) when the file cannot be created or appended to. */
-  static async open(config: AuditFileConfig, log: Logger, options: FileSinkOptions = {}): Promise<FileSink> {
-    await mkdir(dirname(config.path), { recursive: true });
-    await (await open(config.path, 'a')).close();
+  /**
+   * Fails (at start-up, with the reason) when the file cannot be created or appended to. With
+   * `startAfter` (a reload, while the previous sink of the same file still flushes), lines are accepted
+   * at once and kept in memory (within `buffer_size`) until it resolves: two rotating streams on one
+   * file would rotate it under each other.
+   */
+  static async open(config: AuditFileConfig, log: Logger, options: FileSinkOptions = {}, startAfter?: Promise<void>): Promise<FileSink> {
+    try {
+      await mkdir(dirname(config.path), { recursive: true });
+      await (await open(config.path, 'a')).close();
+    } catch (err) {
+      throw new Error(`audit_log.file.path: cannot append to ${config.path}: ${(err as Error).message}`, { cause: err });
+    }
     const sink = new FileSink(config, log, options);
-    sink.stream = sink.createStream();
+    if (startAfter) {
+      sink.waiting = [];
+      sink.started = startAfter.then(() => sink.start()).catch((err: unknown) => log.error({ err, path: config.path }, 'audit file: cannot start writing'));
+    } else {
+      sink.stream = sink.createStream();
+    }
     return sink;
+  }
+
+  private start(): void {
+    const waiting = this.waiting;
+    if (waiting === null) return;
+    this.waiting = null;
+    this.waitingBytes = 0;
+    const stream = (this.stream = this.createStream());
+    for (const batch of waiting) {
+      stream.write(batch.data, () => this.reuse(batch.full));
+      this.written += batch.lines;
+    }
   }
 
   write(line: string): void {
     // At most 3 bytes of UTF-8 per UTF-16 unit: a cheap upper bound of the encoded size.
     const most = line.length * 3;
-    if (this.closed || this.stream === null || this.used + this.stream.writableLength + line.length > this.config.buffer_size) {
+    const queued = this.stream !== null ? this.stream.writableLength : this.waiting !== null ? this.waitingBytes : -1;
+    if (this.closed || queued === -1 || this.used + queued + line.length > this.config.buffer_size) {
       this.dropped++;
       return;
     }
@@ -81,8 +126,14 @@ export class FileSink implements AuditSink {
       this.flush();
       if (most > this.batch.length) {
         // A line larger than a batch (huge headers): written on its own.
-        this.stream.write(line);
-        this.written++;
+        const data = Buffer.from(line);
+        if (this.stream !== null) {
+          this.stream.write(data);
+          this.written++;
+        } else if (this.waiting !== null) {
+          this.waiting.push({ data, full: data, lines: 1 });
+          this.waitingBytes += data.length;
+        }
         return;
       }
     }
@@ -107,6 +158,11 @@ export class FileSink implements AuditSink {
     this.batch = this.spare.pop() ?? Buffer.allocUnsafe(this.batchSize);
     this.used = 0;
     this.lines = 0;
+    if (this.stream === null && this.waiting !== null) {
+      this.waiting.push({ data, full, lines });
+      this.waitingBytes += data.length;
+      return;
+    }
     if (this.stream === null) {
       this.dropped += lines;
       this.reuse(full);
@@ -123,9 +179,28 @@ export class FileSink implements AuditSink {
   }
 
   async close(deadline: number): Promise<void> {
+    try {
+      await this.end(deadline);
+    } finally {
+      this.closeDone();
+    }
+  }
+
+  private async end(deadline: number): Promise<void> {
     this.flush();
     this.closed = true;
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    if (this.waiting !== null) {
+      let started = false;
+      void this.started.then(() => (started = true));
+      if (!(await waitUntil(() => started, deadline))) {
+        const lines = this.waiting.reduce((n, b) => n + b.lines, 0);
+        this.waiting = null;
+        this.dropped += lines;
+        this.log.error({ path: this.config.path, lines }, 'audit file: shutdown deadline reached before the previous writer of this file finished');
+        return;
+      }
+    }
     const stream = this.stream;
     this.stream = null;
     if (!stream) return;

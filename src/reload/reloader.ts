@@ -99,7 +99,6 @@ function listenerChanges(before: KarasuConfig, after: KarasuConfig): string[] {
     changed.push('metrics.port/metrics.address (the separate metrics listener)');
   }
   if (before.admin.port !== after.admin.port || before.admin.address !== after.admin.address) changed.push('admin.port/admin.address');
-  if (!same(before.audit_log, after.audit_log)) changed.push('audit_log');
   if (!same(before.logging, after.logging)) changed.push('logging');
   return changed;
 }

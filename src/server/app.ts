@@ -20,7 +20,7 @@ import type { Logger } from '../observability/logger.js';
 import { registerHealthRoutes } from './health.js';
 import { adminRoutes } from '../admin/routes.js';
 import { PrewarmManager } from '../admin/prewarm.js';
-import { replyFacts, type AuditLog } from '../audit/audit-log.js';
+import { AuditLog, auditMetrics, replyFacts, type AuditOptions } from '../audit/audit-log.js';
 import { Reloader } from '../reload/reloader.js';
 import { VERSION } from '../version.js';
 
@@ -30,8 +30,8 @@ export interface KarasuOptions {
   cache: TieredCache | null;
   /** Only tests set these (see upstream/s3-client.ts). */
   clientHooks?: ClientTestHooks;
-  /** Opened before the server (files, sockets); flushed on close. */
-  audit?: AuditLog | null;
+  /** Tests only (see audit/audit-log.ts). */
+  auditOptions?: AuditOptions;
   /** The environment `${VAR}`s are substituted from when the config file is reloaded (default: process.env). */
   configEnv?: NodeJS.ProcessEnv;
 }
@@ -51,12 +51,18 @@ export interface Karasu {
   draining: boolean;
   inflight: number;
   startedAt: number;
+  /** The audit log new lines go to; a reload that changes `audit_log` opens a new one and swaps it in. */
   readonly audit: AuditLog | null;
+  /** Flushes the audit log, and the ones reloads replaced, waiting at most `timeoutMs`; later reloads open none. */
+  closeAudit(timeoutMs: number): Promise<void>;
   /** Reloads from `config.source`; null when the config was not loaded from a file. */
   readonly reloader: Reloader | null;
   /** Prewarm tasks; null when the cache is off. */
   readonly prewarm: PrewarmManager | null;
 }
+
+/** Milliseconds the audit outputs get to flush: on shutdown (after the requests in flight), or once a reload replaced them. */
+export const AUDIT_FLUSH_MS = 10_000;
 
 const PROXY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const SERVED_FROM_CACHE = new Set(['HIT', 'STALE', 'REVALIDATED']);
@@ -77,10 +83,33 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
   const startShape = cacheShape(config.cache);
   // JWKS clients live as long as the instance: shared by every snapshot, stopped on close.
   const auth = createAuthServices({ auth: metrics.authResults, jwksRefresh: metrics.jwksRefreshes }, logger);
-  let snapshot = await buildSnapshot(config, 1, events, cache !== null, options.clientHooks, auth).catch((err: unknown) => {
+  const auditCounts = auditMetrics(metrics.registry);
+  let audit: AuditLog | null = null;
+  /** Audit logs a reload replaced, still flushing. */
+  const retiring = new Set<Promise<void>>();
+  let auditClosed = false;
+  let snapshot: Snapshot;
+  try {
+    audit = await AuditLog.create(config.audit_log, logger, options.auditOptions);
+    snapshot = await buildSnapshot(config, 1, events, cache !== null, options.clientHooks, auth);
+  } catch (err) {
     auth.close();
+    await audit?.close(0);
     throw err;
-  });
+  }
+  if (audit) auditCounts.track(audit);
+  /** After the snapshot swap: new lines go to `next` at once, the replaced log flushes in the background. */
+  const swapAudit = (next: AuditLog | null) => {
+    const previous = audit;
+    audit = next;
+    (karasu as { audit: AuditLog | null }).audit = next;
+    if (next) auditCounts.track(next);
+    if (previous) {
+      const closing = previous.close(AUDIT_FLUSH_MS);
+      retiring.add(closing);
+      void closing.finally(() => retiring.delete(closing));
+    }
+  };
   let reloading: Promise<unknown> = Promise.resolve();
   metrics.generation.set(1);
   // Node's parser gives up above this; the configured (reloadable) limits are checked below it.
@@ -125,8 +154,18 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
           needsRestart.push('server.security_limits (raised above the start-up header cap)');
         }
         if (cacheShape(next.cache) !== startShape) needsRestart.push('cache (tiers, sizes, Redis)');
-        const built = await buildSnapshot(next, previous.generation + 1, events, cache !== null, options.clientHooks, auth);
+        const auditChanged = !auditClosed && JSON.stringify(previous.config.audit_log) !== JSON.stringify(next.audit_log);
+        // Opened before the swap: an output that cannot be opened fails the reload, and nothing changes.
+        const nextAudit = auditChanged ? await AuditLog.create(next.audit_log, logger, options.auditOptions, audit) : audit;
+        let built: Snapshot;
+        try {
+          built = await buildSnapshot(next, previous.generation + 1, events, cache !== null, options.clientHooks, auth);
+        } catch (err) {
+          if (auditChanged) await nextAudit?.close(0);
+          throw err;
+        }
         snapshot = built;
+        if (auditChanged) swapAudit(nextAudit);
         metrics.generation.set(built.generation);
         retireSnapshot(previous);
         return { needsRestart };
@@ -137,18 +176,20 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
     draining: false,
     inflight: 0,
     startedAt: Date.now(),
-    audit: options.audit ?? null,
+    audit,
+    async closeAudit(timeoutMs) {
+      auditClosed = true;
+      // A reload that is opening a new log finishes first, so its log is the one closed here.
+      await reloading;
+      await Promise.all([audit?.close(timeoutMs), ...retiring]);
+    },
     reloader: null,
     prewarm: cache ? new PrewarmManager({ fill: cache, snapshot: () => snapshot, log: logger.child({ component: 'prewarm' }) }) : null,
   };
   if (config.source) (karasu as { reloader: Reloader | null }).reloader = new Reloader(karasu, config.source, options.configEnv);
-  if (karasu.audit) {
-    const audit = karasu.audit;
-    audit.registerMetrics(metrics.registry);
-    refusalAudit.set(app, (request, reply) =>
-      reply.raw.once('finish', () => audit.recordReply(replyFacts(request, reply, null), karasu.current().config.server.trusted_proxies)),
-    );
-  }
+  refusalAudit.set(app, (request, reply) => {
+    if (karasu.audit) reply.raw.once('finish', () => karasu.audit?.recordReply(replyFacts(request, reply, null), karasu.current().config.server.trusted_proxies));
+  });
 
   app.addHook('onRequest', (request, reply, done) => {
     const limits = snapshot.config.server.security_limits;

@@ -4,10 +4,9 @@ import type { KarasuConfig } from '../config/types.js';
 import { createCache } from '../cache/build.js';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { adminRoutes } from '../admin/routes.js';
-import { AuditLog, type AuditOptions } from '../audit/audit-log.js';
 import type { Logger } from '../observability/logger.js';
 import { watchConfigFile, type ConfigWatch } from '../reload/watch.js';
-import { createKarasu, ownEndpointOptions, type Karasu, type KarasuOptions } from './app.js';
+import { AUDIT_FLUSH_MS, createKarasu, ownEndpointOptions, type Karasu, type KarasuOptions } from './app.js';
 
 export interface RunningKarasu {
   karasu: Karasu;
@@ -21,25 +20,17 @@ export interface RunningKarasu {
   close(timeoutMs?: number): Promise<void>;
 }
 
-export interface StartOptions extends Omit<KarasuOptions, 'cache' | 'audit'> {
+export interface StartOptions extends Omit<KarasuOptions, 'cache'> {
   /** Reload when the config file (`config.source`) changes; `debounceMs` default 300. */
   watch?: boolean | { debounceMs: number };
-  /** Tests only (see audit/audit-log.ts). */
-  auditOptions?: AuditOptions;
 }
-
-/** Seconds the audit outputs get to flush on shutdown, after the in-flight requests have ended. */
-const AUDIT_FLUSH_MS = 10_000;
 
 export async function startKarasu(config: KarasuConfig, options: StartOptions): Promise<RunningKarasu> {
   const cache = await createCache(config.cache, options.logger);
-  let audit: AuditLog | null = null;
   let karasu: Karasu;
   try {
-    audit = await AuditLog.create(config.audit_log, options.logger, options.auditOptions);
-    karasu = await createKarasu(config, { ...options, cache, audit });
+    karasu = await createKarasu(config, { ...options, cache });
   } catch (err) {
-    await audit?.close(0);
     await cache?.close();
     throw err;
   }
@@ -51,7 +42,7 @@ export async function startKarasu(config: KarasuConfig, options: StartOptions): 
   } catch (err) {
     await adminApp?.close();
     await app.close();
-    await audit?.close(0);
+    await karasu.closeAudit(0);
     throw err;
   }
   const address = app.server.address() as AddressInfo;
@@ -97,7 +88,7 @@ export async function startKarasu(config: KarasuConfig, options: StartOptions): 
         clearTimeout(deadline);
         // Responses cut at the deadline are logged (and audited) on their 'close' event: let those run.
         await new Promise((r) => setImmediate(r));
-        await audit?.close(AUDIT_FLUSH_MS);
+        await karasu.closeAudit(AUDIT_FLUSH_MS);
       })();
       return closing;
     },

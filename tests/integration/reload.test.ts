@@ -5,7 +5,7 @@
 // file:line:column), a download in flight finishes on the snapshot it started with, and a change of
 // the listen address is reported as needing a restart.
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { Agent, request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -42,7 +42,7 @@ after(async () => {
 const tokenOf = (gen: number) => `admin-token-generation-${gen}-abcdef`;
 
 /** Generation `gen`'s file: route /gen<gen>, admin token of that generation; `invalid` misspells a key. */
-function configText(gen: number, opts: { invalid?: boolean; port?: string; slow?: boolean } = {}): string {
+function configText(gen: number, opts: { invalid?: boolean; port?: string; slow?: boolean; audit?: string } = {}): string {
   const prefixKey = opts.invalid ? 'path_prefx' : 'path_prefix';
   return `server:
   address: 127.0.0.1
@@ -69,7 +69,7 @@ ${
 admin:
   token: ${tokenOf(gen)}
 logging: {level: warn, format: json}
-`;
+${opts.audit ?? ''}`;
 }
 
 interface Loop {
@@ -250,4 +250,101 @@ test('the config file watch reloads valid files (debounced) and keeps the runnin
   assert.deepEqual(loop.failures, []);
   assert.equal(loop.sockets.size, 6);
   assert.equal(await k.child.stop(), 0);
+});
+
+/** A file audit output at `path`; `bufferSize` tells two otherwise equal configs apart. */
+function auditText(path: string, bufferSize = 1048576): string {
+  return `audit_log:
+  enabled: true
+  outputs: [file]
+  file: {path: ${JSON.stringify(path)}, buffer_size: ${bufferSize}}
+`;
+}
+
+test('audit_log reloads under load: turned on, changed on the same file, moved, refused when unwritable, turned off; no line lost or doubled', async () => {
+  const fileA = join(tmp.dir, 'audit-a', 'audit.jsonl');
+  const fileB = join(tmp.dir, 'audit-b', 'audit.jsonl');
+  const k = await serve('audit', configText(0), false);
+  // Each request carries its own id and remembers the phase (reloads answered so far) it was sent in
+  // and the one it had completed in.
+  let phase = 0;
+  const sent: Array<{ id: string; from: number; to: number; ok: boolean }> = [];
+  const agent = new Agent({ keepAlive: true, maxSockets: 6 });
+  let running = true;
+  let n = 0;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const entry = { id: `audit-reload-${++n}`, from: phase, to: -1, ok: false };
+      sent.push(entry);
+      const req = httpRequest(`${k.url}/media/a.txt`, { agent, headers: { 'x-request-id': entry.id } }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          entry.ok = res.statusCode === 200;
+          entry.to = phase;
+          resolve();
+        });
+        res.on('error', () => resolve());
+      });
+      req.on('error', () => resolve());
+      req.end();
+    });
+  const workers = Promise.all(
+    Array.from({ length: 6 }, async () => {
+      while (running) await one();
+    }),
+  );
+  const reload = async (audit: string, gen: number) => {
+    await writeFile(k.file, configText(0, { audit }));
+    const res = await admin(k.url, 'POST', '/admin/reload', { token: tokenOf(0) });
+    if (res.status === 200) {
+      assert.equal(res.json.generation, gen, JSON.stringify(res.json));
+      assert.deepEqual(res.json.needs_restart, [], 'audit_log is applied, not reported as needing a restart');
+    }
+    phase++;
+    await new Promise((r) => setTimeout(r, 300));
+    return res;
+  };
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    await reload(auditText(fileA), 2); // phase 1: on, file A
+    await reload(auditText(fileA, 2 * 1048576), 3); // phase 2: a new log on the same file while the old one flushes
+    await reload(auditText(fileB), 4); // phase 3: file B
+    const refused = await reload(auditText(join(k.file, 'audit.jsonl')), 5); // phase 4: under a regular file
+    assert.equal(refused.status, 400, JSON.stringify(refused.json));
+    assert.match((refused.json.errors as string[]).join('\n'), /audit_log\.file\.path: cannot append to .*audit\.yaml\/audit\.jsonl: EEXIST/);
+    assert.equal(await generation(k.url), 4, 'the running configuration (and its audit log) stays');
+    await reload('', 5); // phase 5: off
+  } finally {
+    running = false;
+    await workers;
+    agent.destroy();
+  }
+  const ids = (text: string) => text.split('\n').filter(Boolean).map((l) => JSON.parse(l).request_id as string);
+  // The replaced logs flush in the background; the counter takes their final counts once they have.
+  const total = async () => (await readFile(fileA, 'utf8').then(ids)).length + (await readFile(fileB, 'utf8').then(ids)).length;
+  await until('every written line counted, across the replaced logs', async () => {
+    const metrics = (await request(`${k.url}/metrics`)).body.toString();
+    return metricValue(metrics, 'karasu_audit_lines_total', 'output="file",result="written"') === (await total());
+  });
+  assert.equal(await k.child.stop(), 0);
+
+  const inA = ids(await readFile(fileA, 'utf8')).filter((id) => id.startsWith('audit-reload-'));
+  const inB = ids(await readFile(fileB, 'utf8')).filter((id) => id.startsWith('audit-reload-'));
+  const all = [...inA, ...inB];
+  assert.equal(new Set(all).size, all.length, 'no line written twice');
+  const lines = new Set(all);
+  const failed = sent.filter((r) => r.to !== -1 && !r.ok);
+  assert.deepEqual(failed, [], 'no request failed during the reloads');
+  // Sent after audit was turned on and answered before it was turned off: exactly one line each.
+  const between = sent.filter((r) => r.from >= 1 && r.to !== -1 && r.to < 5);
+  assert.ok(between.length > 100, `load ran while audited (${between.length} requests)`);
+  assert.deepEqual(between.filter((r) => !lines.has(r.id)).map((r) => r.id), [], 'every audited request has its line');
+  // Before it was on, or sent after it was off: no line.
+  const outside = sent.filter((r) => r.to === 0 || r.from >= 5);
+  assert.ok(outside.length > 10);
+  assert.deepEqual(outside.filter((r) => lines.has(r.id)).map((r) => r.id), []);
+  // Phase 1 and 2 lines are in A, phase 3 (and the refused reload's phase 4) in B.
+  const inBSet = new Set(inB);
+  assert.deepEqual(between.filter((r) => r.from >= 3 && inA.includes(r.id)).map((r) => r.id), [], 'nothing sent after the move lands in A');
+  assert.deepEqual(between.filter((r) => r.to <= 2 && inBSet.has(r.id)).map((r) => r.id), [], 'nothing answered before the move lands in B');
 });

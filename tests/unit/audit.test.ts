@@ -10,7 +10,7 @@ import { after, describe, test } from 'node:test';
 import type { IncomingMessage } from 'node:http';
 import pino from 'pino';
 import client from 'prom-client';
-import { AuditLog } from '../../src/audit/audit-log.js';
+import { AuditLog, auditMetrics } from '../../src/audit/audit-log.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { progressBar, progressLine, progressWriter } from '../../src/admin/progress.js';
 import { FileSink, backupName } from '../../src/audit/file.js';
@@ -227,7 +227,7 @@ describe('outputs', () => {
       log,
     ))!;
     const registry = new client.Registry();
-    audit.registerMetrics(registry);
+    auditMetrics(registry).track(audit);
     const req = { headers: { 'user-agent': 'x'.repeat(500) }, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage;
     for (let i = 0; i < 200; i++) {
       audit.record({ req, id: `r${i}`, method: 'GET', path: '/a', status: 200, bytesSent: 1, durationMs: 1, user: null, bucket: 'a', objectKey: 'a', cacheStatus: null, cacheTier: null, upstreamStatus: 200, complete: true, trustedProxies: [] });
@@ -242,6 +242,58 @@ describe('outputs', () => {
     assert.equal(dropped, report.dropped_total);
     assert.ok(dropped > 0);
     assert.equal(dropped + written, 200);
+  });
+
+  test('a reload on the same file: the new log starts writing once the old one has closed the file; lines kept in order; one counter across both', async () => {
+    const tmp = await tempDir('karasu-audit-unit-');
+    dirs.push(tmp);
+    const path = join(tmp.dir, 'a.jsonl');
+    const config = (bufferSize: number) => ({
+      enabled: true,
+      outputs: ['file' as const],
+      log_level: 'info' as const,
+      file: { path, max_file_size_mb: 50, max_backup_files: 5, rotation_policy: 'size' as const, buffer_size: bufferSize },
+      syslog: null,
+      s3_export: null,
+    });
+    const registry = new client.Registry();
+    const counts = auditMetrics(registry);
+    const req = { headers: {}, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage;
+    const facts = (id: string) => ({ req, id, method: 'GET', path: '/a', status: 200, bytesSent: 1, durationMs: 1, user: null, bucket: 'a', objectKey: 'a', cacheStatus: null, cacheTier: null, upstreamStatus: 200, complete: true, trustedProxies: [] });
+    const first = (await AuditLog.create(config(1 << 20), silent))!;
+    counts.track(first);
+    for (let i = 0; i < 100; i++) first.record(facts(`first-${i}`));
+    const second = (await AuditLog.create(config(2 << 20), silent, {}, first))!;
+    counts.track(second);
+    // More than a batch (64 KiB) of lines, and more than one flush interval: batches wait in memory.
+    for (let i = 0; i < 1500; i++) second.record(facts(`second-${i}`));
+    await new Promise((r) => setTimeout(r, 250));
+    const waiting = await readFile(path, 'utf8');
+    assert.equal(waiting.includes('second-'), false, 'nothing of the new log written while the old one has the file');
+    assert.equal(second.sinks[0]!.written, 0);
+    await first.close(2000);
+    await second.close(2000);
+    const ids = (await readFile(path, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l).request_id as string);
+    assert.deepEqual(ids, [...Array.from({ length: 100 }, (_, i) => `first-${i}`), ...Array.from({ length: 1500 }, (_, i) => `second-${i}`)]);
+    const metrics = await registry.metrics();
+    assert.equal(Number(/karasu_audit_lines_total\{output="file",result="written"\} (\d+)/.exec(metrics)?.[1]), 1600);
+    assert.equal(Number(/karasu_audit_lines_total\{output="file",result="dropped"\} (\d+)/.exec(metrics)?.[1]), 0);
+  });
+
+  test('a file sink still waiting for the previous writer at its shutdown deadline drops its lines and counts them', async () => {
+    const tmp = await tempDir('karasu-audit-unit-');
+    dirs.push(tmp);
+    const sink = await FileSink.open(
+      { path: join(tmp.dir, 'a.jsonl'), max_file_size_mb: 50, max_backup_files: 5, rotation_policy: 'size', buffer_size: 1 << 20 },
+      silent,
+      {},
+      new Promise<void>(() => {}),
+    );
+    for (let i = 0; i < 10; i++) sink.write(`{"n":${i}}\n`);
+    await sink.close(Date.now() + 50);
+    assert.equal(sink.written, 0);
+    assert.equal(sink.dropped, 10);
+    assert.equal(await readFile(join(tmp.dir, 'a.jsonl'), 'utf8'), '');
   });
 
   test('S3 export retries a failed upload, keeps the batch in order, and uploads the rest on close', async () => {
