@@ -1,5 +1,6 @@
 // Karasu under test: a config written to scratch, `node bin/karasu.js serve -c FILE` as a child process.
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUCKET } from './s3.mjs';
@@ -69,5 +70,29 @@ export async function startKarasu(scratch, { s3Endpoint, cache, cpu, tag, bucket
     cwd: ROOT,
   });
   await waitForPort(port, child, { logFile });
-  return { child, port, base: `http://127.0.0.1:${port}`, configFile, logFile };
+  return { child, port, base: `http://127.0.0.1:${port}`, configFile, logFile, config: { port, s3Endpoint, cache, buckets, memory, extra } };
+}
+
+/**
+ * Rewrites a running Karasu's config with `extra` in place of the one it started with and reloads it
+ * (POST /admin/reload; the admin API answers loopback callers when no admin auth is configured).
+ * Resolves null when applied in full, else why not.
+ */
+export async function reloadKarasu(k, extra) {
+  writeFileSync(k.configFile, karasuConfig({ ...k.config, extra }));
+  const res = await new Promise((resolve) => {
+    const req = http.request(`${k.base}/admin/reload`, { method: 'POST', timeout: 30_000, agent: false }, (r) => {
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (c) => (body += c));
+      r.on('end', () => resolve({ status: r.statusCode, body }));
+      r.on('error', (err) => resolve({ status: 0, body: err.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (err) => resolve({ status: 0, body: err.message }));
+    req.end();
+  });
+  if (res.status !== 200) return `reload answered ${res.status || 'nothing'}: ${res.body.slice(0, 300)}`;
+  const needs = JSON.parse(res.body).needs_restart ?? [];
+  return needs.length ? `reload needs a restart for ${needs.join(', ')}` : null;
 }
