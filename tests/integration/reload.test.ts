@@ -265,22 +265,24 @@ test('audit_log reloads under load: turned on, changed on the same file, moved, 
   const fileA = join(tmp.dir, 'audit-a', 'audit.jsonl');
   const fileB = join(tmp.dir, 'audit-b', 'audit.jsonl');
   const k = await serve('audit', configText(0), false);
-  // Each request carries its own id and remembers the phase (reloads answered so far) it was sent in
-  // and the one it had completed in.
-  let phase = 0;
+  // Each request carries its own id, and remembers how many reloads had been answered when it was sent
+  // (`from`) and how many had been asked for when it completed (`to`): a request with from >= k surely
+  // ended after reload k's swap, one with to < k surely before it.
+  let answered = 0;
+  let asked = 0;
   const sent: Array<{ id: string; from: number; to: number; ok: boolean }> = [];
   const agent = new Agent({ keepAlive: true, maxSockets: 6 });
   let running = true;
   let n = 0;
   const one = () =>
     new Promise<void>((resolve) => {
-      const entry = { id: `audit-reload-${++n}`, from: phase, to: -1, ok: false };
+      const entry = { id: `audit-reload-${++n}`, from: answered, to: -1, ok: false };
       sent.push(entry);
       const req = httpRequest(`${k.url}/media/a.txt`, { agent, headers: { 'x-request-id': entry.id } }, (res) => {
         res.resume();
         res.on('end', () => {
           entry.ok = res.statusCode === 200;
-          entry.to = phase;
+          entry.to = asked;
           resolve();
         });
         res.on('error', () => resolve());
@@ -295,12 +297,13 @@ test('audit_log reloads under load: turned on, changed on the same file, moved, 
   );
   const reload = async (audit: string, gen: number) => {
     await writeFile(k.file, configText(0, { audit }));
+    asked++;
     const res = await admin(k.url, 'POST', '/admin/reload', { token: tokenOf(0) });
     if (res.status === 200) {
       assert.equal(res.json.generation, gen, JSON.stringify(res.json));
       assert.deepEqual(res.json.needs_restart, [], 'audit_log is applied, not reported as needing a restart');
     }
-    phase++;
+    answered++;
     await new Promise((r) => setTimeout(r, 300));
     return res;
   };
@@ -335,16 +338,16 @@ test('audit_log reloads under load: turned on, changed on the same file, moved, 
   const lines = new Set(all);
   const failed = sent.filter((r) => r.to !== -1 && !r.ok);
   assert.deepEqual(failed, [], 'no request failed during the reloads');
-  // Sent after audit was turned on and answered before it was turned off: exactly one line each.
+  // Sent after audit was turned on and completed before it was turned off: exactly one line each.
   const between = sent.filter((r) => r.from >= 1 && r.to !== -1 && r.to < 5);
   assert.ok(between.length > 100, `load ran while audited (${between.length} requests)`);
   assert.deepEqual(between.filter((r) => !lines.has(r.id)).map((r) => r.id), [], 'every audited request has its line');
-  // Before it was on, or sent after it was off: no line.
+  // Completed before it was turned on, or sent after it was off: no line.
   const outside = sent.filter((r) => r.to === 0 || r.from >= 5);
   assert.ok(outside.length > 10);
   assert.deepEqual(outside.filter((r) => lines.has(r.id)).map((r) => r.id), []);
-  // Phase 1 and 2 lines are in A, phase 3 (and the refused reload's phase 4) in B.
+  // Lines of requests around reloads 1 and 2 are in A, around reload 3 (and the refused reload 4) in B.
   const inBSet = new Set(inB);
   assert.deepEqual(between.filter((r) => r.from >= 3 && inA.includes(r.id)).map((r) => r.id), [], 'nothing sent after the move lands in A');
-  assert.deepEqual(between.filter((r) => r.to <= 2 && inBSet.has(r.id)).map((r) => r.id), [], 'nothing answered before the move lands in B');
+  assert.deepEqual(between.filter((r) => r.to <= 2 && inBSet.has(r.id)).map((r) => r.id), [], 'nothing completed before the move was asked for lands in B');
 });
