@@ -58,6 +58,9 @@ export class AuditLog {
   private reported = new Map<AuditSink, number>();
   private readonly reporter: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
+  /** File outputs take the record itself (encoded straight into their batch); the others a line. */
+  private readonly fileSinks: readonly FileSink[];
+  private readonly lineSinks: readonly AuditSink[];
   /** True once close() has flushed every output (its counts are final). */
   closed = false;
 
@@ -67,6 +70,8 @@ export class AuditLog {
     private readonly log: Logger,
   ) {
     this.minSeverity = SEVERITY[config.log_level];
+    this.fileSinks = sinks.filter((s): s is FileSink => s instanceof FileSink);
+    this.lineSinks = sinks.filter((s) => !(s instanceof FileSink));
     this.reporter = setInterval(() => this.reportDrops(), DROP_REPORT_MS);
     this.reporter.unref();
   }
@@ -106,8 +111,10 @@ export class AuditLog {
     const severity = severityOf(facts.status);
     if (severity > this.minSeverity) return;
     const now = Date.now();
+    for (const sink of this.fileSinks) sink.writeRecord(facts, now);
+    if (this.lineSinks.length === 0) return;
     const line = recordLine(facts, now);
-    for (const sink of this.sinks) sink.write(line, severity, now);
+    for (const sink of this.lineSinks) sink.write(line, severity, now);
   }
 
   /** Requests Karasu answered itself (admin API, refusals before routing). */

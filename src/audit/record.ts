@@ -139,6 +139,8 @@ const middle = {
   status: -1,
   bytes: -1,
   json: '',
+  /** `json` encoded, when the file output asked for it since `json` last changed. */
+  encoded: null as Buffer | null,
 };
 
 function middleJson(clientIp: string, user: string | null, bucket: string | null, objectKey: string | null, method: string, path: string, range: string | null, status: number, bytes: number): string {
@@ -164,6 +166,7 @@ function middleJson(clientIp: string, user: string | null, bucket: string | null
     m.range = range;
     m.status = status;
     m.bytes = bytes;
+    m.encoded = null;
     m.json =
       `,"client_ip":${q(clientIp)},"user":${orNull(user)},"bucket":${orNull(bucket)},"object_key":${orNull(objectKey)}` +
       `,"method":${q(method)},"path":${q(path)},"range":${orNull(range)},"status":${status},"bytes_sent":${bytes},"duration_ms":`;
@@ -180,6 +183,7 @@ const tail = {
   referer: null as string | null,
   complete: false,
   json: '',
+  encoded: null as Buffer | null,
 };
 
 function tailJson(cacheStatus: string | null, tier: string | null, upstream: number | null, userAgent: string | null, referer: string | null, complete: boolean): string {
@@ -199,6 +203,7 @@ function tailJson(cacheStatus: string | null, tier: string | null, upstream: num
     t.userAgent = userAgent;
     t.referer = referer;
     t.complete = complete;
+    t.encoded = null;
     t.json =
       `,"cache_status":${cacheStatusJson(cacheStatus)},"cache_tier":${orNull(tier)},"upstream_status":${upstream === null ? 'null' : upstream}` +
       `,"user_agent":${orNull(userAgent)},"referer":${referer === null ? 'null' : q(redactUrl(referer))},"complete":${complete}}\n`;
@@ -206,20 +211,75 @@ function tailJson(cacheStatus: string | null, tier: string | null, upstream: num
   return t.json;
 }
 
+/** Brings `middle` and `tail` up to date with `f`. A line is `{"timestamp":"…","request_id":…` + middle + duration + tail. */
+function updateParts(f: RequestFacts): void {
+  const headers = f.req.headers;
+  const referer = headers.referer ?? headers.referrer;
+  const clientIp = trustedProxies(f.trustedProxies).clientIp(peerAddress(f.req.socket as PeerSocket | undefined), headers['x-forwarded-for']);
+  middleJson(clientIp, f.user, f.bucket, f.objectKey, f.method, f.path, headerText(headers.range), f.status, f.bytesSent);
+  tailJson(f.cacheStatus, tierOf(f), f.upstreamStatus, headerText(headers['user-agent']), typeof referer === 'string' ? referer : null, f.complete);
+}
+
 /**
  * The record as one JSON line, written out field by field: the same text as
  * `JSON.stringify(buildRecord(f, now))`, without building the object first (the log phase is hot).
  */
 export function recordLine(f: RequestFacts, now = Date.now()): string {
-  const headers = f.req.headers;
-  const referer = headers.referer ?? headers.referrer;
-  const clientIp = trustedProxies(f.trustedProxies).clientIp(peerAddress(f.req.socket as PeerSocket | undefined), headers['x-forwarded-for']);
-  return (
-    `{"timestamp":"${isoTime(now)}","request_id":${q(f.id)}` +
-    middleJson(clientIp, f.user, f.bucket, f.objectKey, f.method, f.path, headerText(headers.range), f.status, f.bytesSent) +
-    durationText(f.durationMs) +
-    tailJson(f.cacheStatus, tierOf(f), f.upstreamStatus, headerText(headers['user-agent']), typeof referer === 'string' ? referer : null, f.complete)
-  );
+  updateParts(f);
+  return `{"timestamp":"${isoTime(now)}","request_id":${q(f.id)}` + middle.json + durationText(f.durationMs) + tail.json;
+}
+
+const TIMESTAMP_KEY = Buffer.from('{"timestamp":"');
+const REQUEST_ID_KEY = Buffer.from('","request_id":"');
+
+/**
+ * Writes `s` as ASCII bytes at `at` when every character is printable ASCII that JSON does not escape;
+ * returns false (having written a prefix, to be overwritten) otherwise.
+ */
+function writePlainAscii(out: Buffer, at: number, s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+    out[at + i] = c;
+  }
+  return true;
+}
+
+/**
+ * `recordLine(f, now)` encoded as UTF-8 straight into `out` at `at`, for the file output: the parts that
+ * repeat from request to request (see `middle`, `tail`) are copied as bytes encoded once, the ones that
+ * change (timestamp, request id, duration) are ASCII. Returns the offset after the line, or -1 when it
+ * does not fit (nothing of it then counts as written).
+ */
+export function encodeLine(f: RequestFacts, now: number, out: Buffer, at: number): number {
+  updateParts(f);
+  const m = (middle.encoded ??= Buffer.from(middle.json));
+  const t = (tail.encoded ??= Buffer.from(tail.json));
+  const time = isoTime(now);
+  const id = f.id;
+  const duration = durationText(f.durationMs);
+  const size = TIMESTAMP_KEY.length + time.length + REQUEST_ID_KEY.length + id.length + 1 + m.length + duration.length + t.length;
+  if (at + size > out.length) return -1;
+  out.set(TIMESTAMP_KEY, at);
+  at += TIMESTAMP_KEY.length;
+  writePlainAscii(out, at, time);
+  at += time.length;
+  out.set(REQUEST_ID_KEY, at);
+  at += REQUEST_ID_KEY.length;
+  if (!writePlainAscii(out, at, id)) {
+    // An id that needs escaping: the generic path (the id is checked at the edge, so this is rare).
+    const line = recordLine(f, now);
+    const start = at - REQUEST_ID_KEY.length - time.length - TIMESTAMP_KEY.length;
+    return Buffer.byteLength(line) <= out.length - start ? start + out.write(line, start) : -1;
+  }
+  at += id.length;
+  out[at++] = 0x22;
+  out.set(m, at);
+  at += m.length;
+  writePlainAscii(out, at, duration);
+  at += duration.length;
+  out.set(t, at);
+  return at + t.length;
 }
 
 export function buildRecord(f: RequestFacts, now = Date.now()): AuditRecord {

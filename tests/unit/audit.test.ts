@@ -14,7 +14,7 @@ import { AuditLog, auditMetrics } from '../../src/audit/audit-log.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { progressBar, progressLine, progressWriter } from '../../src/admin/progress.js';
 import { FileSink, backupName } from '../../src/audit/file.js';
-import { buildRecord, durationText, recordLine, type RequestFacts } from '../../src/audit/record.js';
+import { buildRecord, durationText, encodeLine, recordLine, type RequestFacts } from '../../src/audit/record.js';
 import { redactUrl } from '../../src/audit/redact.js';
 import { S3ExportSink } from '../../src/audit/s3.js';
 import { formatRfc5424, TcpSyslogSink } from '../../src/audit/syslog.js';
@@ -63,7 +63,20 @@ describe('redaction and client IP', () => {
 });
 
 describe('the record line', () => {
-  test('written field by field, it is exactly JSON.stringify of the record (escaping included)', () => {
+  test('written field by field, it is exactly JSON.stringify of the record (escaping included), as a string and as bytes', () => {
+    const out = Buffer.alloc(64 * 1024, 0xee);
+    /** The line as a string, and encoded straight into a buffer (after some other bytes, and not fitting). */
+    const assertLine = (f: RequestFacts, now: number, why = '') => {
+      const expected = `${JSON.stringify(buildRecord(f, now))}\n`;
+      const bytes = Buffer.from(expected);
+      // Encoded first, so the parts' bytes are made from parts the string path has not seen yet.
+      const at = 7;
+      const end = encodeLine(f, now, out, at);
+      assert.equal(end, at + bytes.length, why);
+      assert.equal(out.subarray(at, end).toString(), expected, why);
+      assert.equal(encodeLine(f, now, out.subarray(0, at + bytes.length - 1), at), -1, `too small: ${why}`);
+      assert.equal(recordLine(f, now), expected, why);
+    };
     const req = {
       headers: { 'user-agent': 'agent "quoted" \\ \u00e9 \n', referer: 'https://x.example/?token=t&q="', range: 'bytes=0-1', 'x-forwarded-for': '203.0.113.9' },
       socket: { remoteAddress: '::ffff:127.0.0.1' },
@@ -96,9 +109,8 @@ describe('the record line', () => {
     ];
     for (const f of variants) {
       const now = Date.UTC(2026, 0, 2, 3, 4, 5, 6);
-      const line = recordLine(f, now);
-      assert.ok(line.endsWith('}\n'));
-      assert.equal(line, `${JSON.stringify(buildRecord(f, now))}\n`);
+      assert.ok(recordLine(f, now).endsWith('}\n'));
+      assertLine(f, now, f.path);
     }
     // Consecutive lines that differ in one field each (the line's parts are reused while their fields repeat).
     const one: Array<Partial<RequestFacts>> = [
@@ -111,7 +123,7 @@ describe('the record line', () => {
     ];
     for (const change of one) {
       for (const f of [base, { ...base, ...change }, { ...base, ...change }, base]) {
-        assert.equal(recordLine(f, 0), `${JSON.stringify(buildRecord(f, 0))}\n`, `after ${JSON.stringify(Object.keys(change))}`);
+        assertLine(f, 0, `after ${JSON.stringify(Object.keys(change))}`);
       }
     }
     for (let i = 0; i < 100_000; i++) {
