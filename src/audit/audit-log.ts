@@ -1,5 +1,6 @@
 // The audit log: one JSON line per request, fanned out to the configured outputs. Recording costs one
-// object and one JSON.stringify on the request's log phase; the outputs queue and write on their own,
+// facts object and the line written field by field (into the file output's batch directly, as a string
+// for the others) on the request's log phase; the outputs queue and write on their own,
 // so a slow disk, syslog server or bucket never holds a request (lines beyond their buffers are dropped,
 // counted in `karasu_audit_lines_total{result="dropped"}` and logged).
 import client from 'prom-client';
