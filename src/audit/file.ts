@@ -71,11 +71,11 @@ export class FileSink implements AuditSink {
     this.batch = Buffer.allocUnsafe(this.batchSize);
   }
 
-  /** Bytes per write: a batch, or half the memory budget when that is smaller. */
   get path(): string {
     return this.config.path;
   }
 
+  /** Bytes per write: a batch, or half the memory budget when that is smaller. */
   private get batchSize(): number {
     return Math.max(1024, Math.min(BATCH_BYTES, Math.floor(this.config.buffer_size / 2)));
   }
