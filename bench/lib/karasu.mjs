@@ -93,6 +93,11 @@ export async function reloadKarasu(k, extra) {
     req.end();
   });
   if (res.status !== 200) return `reload answered ${res.status || 'nothing'}: ${res.body.slice(0, 300)}`;
-  const needs = JSON.parse(res.body).needs_restart ?? [];
+  let needs;
+  try {
+    needs = JSON.parse(res.body).needs_restart ?? [];
+  } catch {
+    return `reload answered 200 with a body that is not JSON: ${res.body.slice(0, 300)}`;
+  }
   return needs.length ? `reload needs a restart for ${needs.join(', ')}` : null;
 }
