@@ -108,18 +108,27 @@ export class FileSink implements AuditSink {
     if (waiting === null) return;
     this.waiting = null;
     this.waitingBytes = 0;
-    const stream = (this.stream = this.createStream());
-    for (const batch of waiting) {
-      stream.write(batch.data, () => this.reuse(batch.full));
-      this.written += batch.lines;
+    this.stream = this.createStream();
+    for (const batch of waiting) this.hand(batch.data, batch.full, batch.lines);
+  }
+
+  /** Bytes queued for the file (stream or waiting batches); -1 when nothing can be queued now. */
+  private queued(): number {
+    return this.closed ? -1 : this.stream !== null ? this.stream.writableLength : this.waiting !== null ? this.waitingBytes : -1;
+  }
+
+  private armFlush(): void {
+    if (this.timer === null) {
+      this.timer = setTimeout(this.flush, FLUSH_MS);
+      this.timer.unref();
     }
   }
 
   write(line: string): void {
     // At most 3 bytes of UTF-8 per UTF-16 unit: a cheap upper bound of the encoded size.
     const most = line.length * 3;
-    const queued = this.stream !== null ? this.stream.writableLength : this.waiting !== null ? this.waitingBytes : -1;
-    if (this.closed || queued === -1 || this.used + queued + line.length > this.config.buffer_size) {
+    const queued = this.queued();
+    if (queued === -1 || this.used + queued + line.length > this.config.buffer_size) {
       this.dropped++;
       return;
     }
@@ -128,22 +137,13 @@ export class FileSink implements AuditSink {
       if (most > this.batch.length) {
         // A line larger than a batch (huge headers): written on its own.
         const data = Buffer.from(line);
-        if (this.stream !== null) {
-          this.stream.write(data);
-          this.written++;
-        } else if (this.waiting !== null) {
-          this.waiting.push({ data, full: data, lines: 1 });
-          this.waitingBytes += data.length;
-        }
+        this.hand(data, data, 1);
         return;
       }
     }
     this.used += this.batch.write(line, this.used);
     this.lines++;
-    if (this.timer === null) {
-      this.timer = setTimeout(this.flush, FLUSH_MS);
-      this.timer.unref();
-    }
+    this.armFlush();
   }
 
   /**
@@ -151,8 +151,8 @@ export class FileSink implements AuditSink {
    * (see encodeLine), the audit log's path when every output of the line is a file.
    */
   writeRecord(f: RequestFacts, now: number): void {
-    const queued = this.stream !== null ? this.stream.writableLength : this.waiting !== null ? this.waitingBytes : -1;
-    if (this.closed || queued === -1 || this.used + queued >= this.config.buffer_size) {
+    const queued = this.queued();
+    if (queued === -1 || this.used + queued >= this.config.buffer_size) {
       this.dropped++;
       return;
     }
@@ -165,10 +165,7 @@ export class FileSink implements AuditSink {
     }
     this.used = end;
     this.lines++;
-    if (this.timer === null) {
-      this.timer = setTimeout(this.flush, FLUSH_MS);
-      this.timer.unref();
-    }
+    this.armFlush();
   }
 
   /** One write per batch (64 KiB or 100 ms), whatever the number of requests that ended in it. */
@@ -184,21 +181,26 @@ export class FileSink implements AuditSink {
     this.batch = this.spare.pop() ?? Buffer.allocUnsafe(this.batchSize);
     this.used = 0;
     this.lines = 0;
-    if (this.stream === null && this.waiting !== null) {
+    this.hand(data, full, lines);
+  };
+
+  /**
+   * `data` (a view of `full`) to the stream; kept while the stream waits to start; dropped (counted)
+   * while it is reopening after an error. `full` goes back to the spares once written: a fresh 64 KiB
+   * buffer per flush is external memory that makes V8 collect more often.
+   */
+  private hand(data: Buffer, full: Buffer, lines: number): void {
+    if (this.stream !== null) {
+      this.stream.write(data, () => this.reuse(full));
+      this.written += lines;
+    } else if (this.waiting !== null) {
       this.waiting.push({ data, full, lines });
       this.waitingBytes += data.length;
-      return;
-    }
-    if (this.stream === null) {
+    } else {
       this.dropped += lines;
       this.reuse(full);
-      return;
     }
-    // The batch goes back to the spares once written: a fresh 64 KiB buffer per flush is external
-    // memory that makes V8 collect more often.
-    this.stream.write(data, () => this.reuse(full));
-    this.written += lines;
-  };
+  }
 
   private reuse(buffer: Buffer): void {
     if (buffer.length === this.batchSize && this.spare.length < SPARE_BATCHES) this.spare.push(buffer);

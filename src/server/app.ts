@@ -84,6 +84,7 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
   // JWKS clients live as long as the instance: shared by every snapshot, stopped on close.
   const auth = createAuthServices({ auth: metrics.authResults, jwksRefresh: metrics.jwksRefreshes }, logger);
   const auditCounts = auditMetrics(metrics.registry);
+  // Until `karasu` exists; from then on `karasu.audit` is the one current log.
   let audit: AuditLog | null = null;
   /** Audit logs a reload replaced, still flushing. */
   const retiring = new Set<Promise<void>>();
@@ -100,8 +101,7 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
   if (audit) auditCounts.track(audit);
   /** After the snapshot swap: new lines go to `next` at once, the replaced log flushes in the background. */
   const swapAudit = (next: AuditLog | null) => {
-    const previous = audit;
-    audit = next;
+    const previous = karasu.audit;
     (karasu as { audit: AuditLog | null }).audit = next;
     if (next) auditCounts.track(next);
     if (previous) {
@@ -156,7 +156,7 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
         if (cacheShape(next.cache) !== startShape) needsRestart.push('cache (tiers, sizes, Redis)');
         const auditChanged = !auditClosed && JSON.stringify(previous.config.audit_log) !== JSON.stringify(next.audit_log);
         // Opened before the swap: an output that cannot be opened fails the reload, and nothing changes.
-        const nextAudit = auditChanged ? await AuditLog.create(next.audit_log, logger, options.auditOptions, audit) : audit;
+        const nextAudit = auditChanged ? await AuditLog.create(next.audit_log, logger, options.auditOptions, karasu.audit) : karasu.audit;
         let built: Snapshot;
         try {
           built = await buildSnapshot(next, previous.generation + 1, events, cache !== null, options.clientHooks, auth);
@@ -181,7 +181,7 @@ export async function createKarasu(config: KarasuConfig, options: KarasuOptions)
       auditClosed = true;
       // A reload that is opening a new log finishes first, so its log is the one closed here.
       await reloading;
-      await Promise.all([audit?.close(timeoutMs), ...retiring]);
+      await Promise.all([karasu.audit?.close(timeoutMs), ...retiring]);
     },
     reloader: null,
     prewarm: cache ? new PrewarmManager({ fill: cache, snapshot: () => snapshot, log: logger.child({ component: 'prewarm' }) }) : null,
