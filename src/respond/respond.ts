@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable, Transform } from 'node:stream';
 import { errorBody, HttpError } from '../http/errors.js';
 import type { RequestContext } from '../pipeline/context.js';
+import { UpstreamBody } from '../upstream/body.js';
 
 /**
  * A response's own headers as a flat list, with the `private` rewrite for token-protected buckets: such
@@ -134,6 +135,8 @@ async function streamBody(ctx: RequestContext, body: Readable, transform?: Trans
     ctx.res.end();
     return;
   }
+  // Straight from S3 to this client: written as read, no copy (upstream/body.ts).
+  if (!transform && body instanceof UpstreamBody && body.relayable) return body.relayTo(ctx.res, ctx);
   // What reaches the client: after the transform, which may cut the body to a range.
   (transform ?? body).on('data', (chunk: Buffer) => {
     ctx.bytesSent += chunk.length;

@@ -1,15 +1,14 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import type { buildConnector } from 'undici';
 import type { ReplicaConfig, S3Config } from '../config/types.js';
 
 /** Knobs only tests set: the known-answer signing test pins the clock, redirects the socket and picks the addressing style. */
 export interface ClientTestHooks {
   /** The control client's sockets. */
   agent?: http.Agent;
-  /** The object transport's sockets (undici's connector). */
-  connect?: buildConnector.connector;
+  /** Where the object transport's sockets go instead of the endpoint (plain TCP; Host and signature unchanged). */
+  connectTo?: { host: string; port: number };
   systemClockOffset?: number;
   /** AWS's documented signing example uses virtual-host addressing on the global endpoint. */
   forcePathStyle?: boolean;

@@ -1,9 +1,11 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { Pool, type Dispatcher } from 'undici';
 import type { ReplicaConfig, S3Config } from '../config/types.js';
+import { UpstreamBody } from './body.js';
+import { Http1Pool, type Call, type ResponseHandler } from './http1/pool.js';
+import type { Lease } from './http1/read-buffers.js';
 import type { ClientTestHooks } from './s3-client.js';
 
 /** SHA-256 of the empty body: GET and HEAD carry none. */
@@ -42,20 +44,19 @@ export interface RawAnswer {
 
 /**
  * The data path to one replica: GET and HEAD of an object, signed with the AWS SDK's own SigV4 signer
- * and sent on a keep-alive undici pool. It does per request what S3 needs and nothing else: the full SDK
- * client costs ~1 ms of CPU per call (endpoint rule evaluation, schema (de)serialisation, a dozen
+ * and sent on a keep-alive connection pool. It does per request what S3 needs and nothing else: the full
+ * SDK client costs ~1 ms of CPU per call (endpoint rule evaluation, schema (de)serialisation, a dozen
  * middlewares), several times s3rver's own cost per request. Listing and other control calls still use
  * @aws-sdk/client-s3 (see s3-client.ts).
  *
- * undici rather than node:http: node's client parser copies every body chunk into a new buffer, and the
- * external memory of those copies drives V8 into a full GC several times a second while large objects
- * stream (docs/design.md, "Streaming and the C heap"). undici hands the body on in the socket's own
- * chunks, and its `dispatch` API lets one handler object per request do the bookkeeping that an
- * IncomingMessage, an AbortController and a timer per attempt did before.
+ * The pool is Karasu's own (http1/pool.ts) rather than node:http or undici: both give every socket read
+ * a fresh buffer, and node's parser copies each body chunk once more. While large objects stream, those
+ * buffers drive V8 into full GCs several times a second (docs/design.md, "Upstream reads"). Here reads
+ * land in reused buffers and the body goes on as views of them (body.ts).
  */
 export class S3Transport {
   private readonly signer: SignatureV4;
-  private readonly pool: Pool;
+  private readonly pool: Http1Pool;
   private readonly secure: boolean;
   private readonly hostname: string;
   private readonly port: number | undefined;
@@ -74,13 +75,17 @@ export class S3Transport {
     this.hostHeader = this.port ? `${this.hostname}:${this.port}` : this.hostname;
     this.pathPrefix = pathStyle ? `/${encodeSegment(replica.bucket)}` : '';
     this.clockOffsetMs = hooks.systemClockOffset ?? 0;
-    this.pool = new Pool(`${endpoint.protocol}//${this.hostHeader}`, {
+    // The time to the answer is bounded by each request's own timer (it covers the wait for a pooled
+    // connection too); the body by `idle_timeout`, not counting time paused by a slow client.
+    const host = this.hostname.replace(/^\[|\]$/g, ''); // an IPv6 literal without its brackets
+    this.pool = new Http1Pool({
+      host: hooks.connectTo?.host ?? host,
+      port: hooks.connectTo?.port ?? this.port ?? (this.secure ? 443 : 80),
+      secure: hooks.connectTo ? false : this.secure,
+      servername: host,
       connections: s3.connection_pool_size,
-      connect: hooks.connect ?? { timeout: s3.connect_timeout * 1000 },
-      // The time to the answer is bounded by each request's own timer (it covers the wait for a pooled
-      // connection too); the body by `idle_timeout` (undici does not count time paused by a slow client).
-      headersTimeout: 0,
-      bodyTimeout: s3.idle_timeout * 1000,
+      connectTimeoutMs: s3.connect_timeout * 1000,
+      bodyTimeoutMs: s3.idle_timeout * 1000,
     });
     this.signer = new SignatureV4({
       service: 's3',
@@ -116,11 +121,7 @@ export class S3Transport {
         .then(
           (signed) => {
             if (exchange.settled) return; // timed out or the client left while signing
-            try {
-              this.pool.dispatch({ path, method: request.method, headers: signed.headers }, exchange);
-            } catch (err) {
-              exchange.fail(err as Error); // undici reports errors to the handler; anything it throws ends the same way
-            }
+            exchange.call = this.pool.request({ path, method: request.method, headers: signed.headers }, exchange);
           },
           (err: unknown) => exchange.fail(err as Error),
         );
@@ -129,18 +130,18 @@ export class S3Transport {
 
   close(): void {
     // Requests still streaming (a retired snapshot's last downloads) finish; then the sockets close.
-    this.pool.close().catch(() => undefined);
+    this.pool.close();
   }
 }
 
 /**
- * One request to S3, as undici's dispatch handler. Settles the caller's promise once: at the answer's
+ * One request to S3, as the pool's response handler. Settles the caller's promise once: at the answer's
  * headers for a GET answered 200/206 (the body then streams through an UpstreamBody), else once the
  * small error body has been read. Until then it owns the timeout and the client's abort signal.
  */
-class Exchange implements Dispatcher.DispatchHandler {
+class Exchange implements ResponseHandler {
   settled = false;
-  private controller: Dispatcher.DispatchController | null = null;
+  call: Call | null = null;
   private readonly timer: NodeJS.Timeout;
   private status = 0;
   private headers: Record<string, string> = {};
@@ -167,7 +168,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   fail(err: Error): void {
     if (this.settled) return;
     this.settle();
-    this.controller?.abort(err);
+    this.call?.abort(err);
     this.reject(err);
   }
 
@@ -177,18 +178,12 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.request.signal.removeEventListener('abort', this);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.settled && !this.body) controller.abort(new Error('request abandoned'));
-  }
-
-  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[]>): void {
-    if (status < 200) return; // 1xx: the answer is still to come
+  onResponseStart(call: Call, status: number, headers: Record<string, string | string[]>): void {
     this.status = status;
     this.headers = joinRepeated(headers);
     if (this.settled) return;
     if ((status === 200 || status === 206) && this.request.method === 'GET') {
-      this.body = new UpstreamBody(controller);
+      this.body = new UpstreamBody(call);
       this.settle();
       this.resolve({ status, headers: this.headers, body: this.body, code: null, actualObjectSize: null });
     } else {
@@ -196,19 +191,22 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(_call: Call, chunk: Buffer, lease: Lease): void {
     if (this.body) {
-      if (!this.body.push(chunk)) controller.pause();
-    } else if (this.errorBody && this.errorBytes < ERROR_BODY_LIMIT) {
+      this.body.deliver(chunk, lease);
+      return;
+    }
+    if (this.errorBody && this.errorBytes < ERROR_BODY_LIMIT) {
       // A misbehaving backend cannot make Karasu buffer much.
-      this.errorBody.push(chunk);
+      this.errorBody.push(Buffer.from(chunk));
       this.errorBytes += chunk.length;
     }
+    lease.release();
   }
 
   onResponseEnd(): void {
     if (this.body) {
-      this.body.push(null);
+      this.body.finish();
       return;
     }
     if (this.settled) return;
@@ -224,28 +222,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     });
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    if (this.body) this.body.destroy(err);
+  onResponseError(_call: Call, err: Error): void {
+    if (this.body) this.body.fail(err);
     else this.fail(err);
-  }
-}
-
-/**
- * The body of a 200/206 as a Readable, with backpressure: undici's parser is paused while the buffer is
- * full and resumed when the consumer reads; destroying it (the client left) aborts the request.
- */
-class UpstreamBody extends Readable {
-  constructor(private readonly controller: Dispatcher.DispatchController) {
-    super({ highWaterMark: 64 * 1024 });
-  }
-
-  override _read(): void {
-    if (this.controller.paused) this.controller.resume();
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.readableEnded) this.controller.abort(err ?? new Error('body abandoned'));
-    callback(err);
   }
 }
 

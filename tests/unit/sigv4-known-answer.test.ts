@@ -3,7 +3,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import type { buildConnector } from 'undici';
 import { S3Transport } from '../../src/upstream/s3-transport.js';
 
 const DOCUMENTED_SIGNATURE = 'f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41';
@@ -19,11 +18,7 @@ test('GET test.txt from examplebucket with Range bytes=0-9 carries the documente
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   // Sends what the client would send to examplebucket.s3.amazonaws.com to the capturing server instead.
-  const toLoopback: buildConnector.connector = (_options, callback) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => callback(null, socket));
-    socket.once('error', (err) => callback(err, null));
-  };
+  const toLoopback = { host: '127.0.0.1', port };
   const transport = new S3Transport(
     {
       name: 'default', bucket: 'examplebucket', region: 'us-east-1', endpoint: 'https://s3.amazonaws.com',
@@ -34,7 +29,7 @@ test('GET test.txt from examplebucket with Range bytes=0-9 carries the documente
       retry: { max_attempts: 1, initial_backoff_ms: 1, max_backoff_ms: 1 },
       circuit_breaker: { failure_threshold: 5, success_threshold: 1, timeout_seconds: 1, half_open_max_requests: 1 },
     },
-    { connect: toLoopback, systemClockOffset: Date.UTC(2013, 4, 24) - Date.now(), forcePathStyle: false },
+    { connectTo: toLoopback, systemClockOffset: Date.UTC(2013, 4, 24) - Date.now(), forcePathStyle: false },
   );
   try {
     const answer = await transport.send({ method: 'GET', key: 'test.txt', headers: { range: 'bytes=0-9' }, signal: new AbortController().signal, timeoutMs: 5000 });
