@@ -156,7 +156,8 @@ export class ResponseParser {
     // The terminator may straddle the previous piece: search from just before where it ended.
     const found = data.indexOf(HEAD_END, Math.max(0, carried - 3));
     if (found === -1) {
-      if (data.length > MAX_HEAD_BYTES) throw new ResponseParseError(`response head larger than ${MAX_HEAD_BYTES} bytes`);
+      // Up to 3 of these bytes may begin the terminator: the same limit as when it is found.
+      if (data.length - 3 > MAX_HEAD_BYTES) throw new ResponseParseError(`response head larger than ${MAX_HEAD_BYTES} bytes`);
       this.head = Buffer.from(data); // a copy: the caller reuses its buffer
       return end;
     }
@@ -179,7 +180,7 @@ export class ResponseParser {
       if (colon <= 0) throw new ResponseParseError('malformed header line');
       const name = line.slice(0, colon);
       if (!TOKEN.test(name)) throw new ResponseParseError('malformed header name');
-      const value = line.slice(colon + 1).trim();
+      const value = ows(line.slice(colon + 1));
       if (hasControl(value)) throw new ResponseParseError(`control character in header ${name}`);
       const key = name.toLowerCase();
       const seen = headers[key];
@@ -207,7 +208,7 @@ export class ResponseParser {
       if (cl !== undefined) throw new ResponseParseError('both Transfer-Encoding and Content-Length');
       if (!minor) throw new ResponseParseError('Transfer-Encoding in an HTTP/1.0 answer');
       const codings = listValue(te).toLowerCase().split(',');
-      if (codings[codings.length - 1]!.trim() === 'chunked') {
+      if (ows(codings[codings.length - 1]!) === 'chunked') {
         next = CHUNK_SIZE;
         this.line = '';
       } else {
@@ -236,7 +237,8 @@ export class ResponseParser {
     this.line = '';
     if (!line.endsWith('\r')) throw new ResponseParseError('chunk-size line not ended by CRLF');
     const semicolon = line.indexOf(';');
-    const digits = (semicolon === -1 ? line.slice(0, -1) : line.slice(0, semicolon)).trimEnd();
+    // BWS may precede a chunk extension's ';' (and is tolerated before CRLF); nothing may precede the digits.
+    const digits = ows(semicolon === -1 ? line.slice(0, -1) : line.slice(0, semicolon), false);
     if (!/^[0-9a-fA-F]{1,13}$/.test(digits)) throw new ResponseParseError('malformed chunk size');
     const size = parseInt(digits, 16);
     if (size === 0) {
@@ -270,6 +272,19 @@ export class ResponseParser {
   }
 }
 
+/**
+ * Without optional whitespace (SP, HTAB) at the end, and at the start unless `leading` is false. Not
+ * String.trim, which also strips CR, LF, VT, FF and U+00A0: a bare CR or LF must be seen (and refused),
+ * and 0xA0 is a byte of raw UTF-8 in a value.
+ */
+function ows(value: string, leading = true): string {
+  let start = 0;
+  let end = value.length;
+  while (leading && start < end && (value.charCodeAt(start) === 0x20 || value.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (value.charCodeAt(end - 1) === 0x20 || value.charCodeAt(end - 1) === 0x09)) end--;
+  return start === 0 && end === value.length ? value : value.slice(start, end);
+}
+
 /** Field values are visible characters, spaces, tabs and obs-text: no NUL, CR, LF or other controls. */
 function hasControl(value: string): boolean {
   for (let i = 0; i < value.length; i++) {
@@ -285,14 +300,14 @@ function listValue(value: string | string[] | undefined): string {
 }
 
 function hasToken(list: string, token: string): boolean {
-  return list.split(',').some((item) => item.trim() === token);
+  return list.split(',').some((item) => ows(item) === token);
 }
 
 /** One non-negative integer; a repeated field or a list must repeat the same value (RFC 9110 §8.6). */
 function contentLength(value: string | string[]): number {
   const items = listValue(value).split(',');
-  const first = items[0]!.trim();
-  if (!/^\d{1,15}$/.test(first) || items.some((item) => item.trim() !== first)) {
+  const first = ows(items[0]!);
+  if (!/^\d{1,15}$/.test(first) || items.some((item) => ows(item) !== first)) {
     throw new ResponseParseError('invalid Content-Length');
   }
   return Number(first);
