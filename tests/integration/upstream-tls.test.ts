@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -22,10 +23,17 @@ let store: Server;
 let storePort: number;
 let dir: string;
 const seen: Array<{ method: string; url: string; host: string | undefined; authorization: string | undefined }> = [];
+/** For /tls-bucket/close.txt (answered with Connection: close): whether each new socket resumed a TLS session. */
+const resumed: boolean[] = [];
 
 before(async () => {
   store = createServer({ cert: readFileSync(CERT), key: readFileSync(KEY) }, (req, res) => {
     seen.push({ method: req.method!, url: req.url!, host: req.headers.host, authorization: req.headers.authorization });
+    if (req.url === '/tls-bucket/close.txt') {
+      resumed.push((req.socket as TLSSocket).isSessionReused());
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5', connection: 'close' }).end('close');
+      return;
+    }
     if (req.url !== '/tls-bucket/hello.txt') {
       res.writeHead(404, { 'content-type': 'application/xml' }).end('<Error><Code>NoSuchKey</Code></Error>');
       return;
@@ -96,6 +104,22 @@ test('GET and HEAD through Karasu reach an HTTPS endpoint, signed, with its cert
       assert.equal(r.host, `localhost:${storePort}`);
       assert.match(r.authorization ?? '', /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/s3\/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=[0-9a-f]{64}$/);
     }
+  } finally {
+    assert.equal(await karasu.stop(), 0);
+  }
+});
+
+test('new sockets to the HTTPS endpoint resume the TLS session instead of a full handshake', async () => {
+  const { karasu, url } = await serveInFront('resume', { NODE_EXTRA_CA_CERTS: CERT });
+  try {
+    resumed.length = 0;
+    for (let i = 0; i < 3; i++) {
+      const res = await request(`${url}/tls/close.txt`);
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), 'close');
+    }
+    // Every answer closes its socket, so each GET opened a new one: the first with a full handshake.
+    assert.deepEqual(resumed, [false, true, true]);
   } finally {
     assert.equal(await karasu.stop(), 0);
   }

@@ -116,6 +116,8 @@ export class Http1Pool {
   private open = 0;
   private closed = false;
   readonly keepAliveMs: number;
+  /** The last TLS session the server offered: new sockets resume it instead of a full handshake. */
+  tlsSession: Buffer | undefined;
 
   constructor(readonly options: Http1PoolOptions) {
     this.keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
@@ -231,6 +233,7 @@ class Connection implements ResponseEvents {
       host: o.host,
       port: o.port,
       servername: net.isIP(o.servername) ? undefined : o.servername,
+      session: pool.tlsSession,
       onread,
     };
     this.socket = o.secure ? tls.connect(tlsOptions) : net.connect({ host: o.host, port: o.port, onread, noDelay: true });
@@ -238,6 +241,7 @@ class Connection implements ResponseEvents {
       this.socket.destroy(new ConnectTimeoutError(`connecting to ${o.host}:${o.port} took longer than ${o.connectTimeoutMs} ms`));
     }, o.connectTimeoutMs);
     this.socket.once(o.secure ? 'secureConnect' : 'connect', () => this.onConnect());
+    if (o.secure) this.socket.on('session', (session: Buffer) => (pool.tlsSession = session));
     this.socket.on('error', (err) => (this.error ??= err));
     this.socket.on('timeout', () => this.onTimeout());
     this.socket.once('end', () => this.onEof());
