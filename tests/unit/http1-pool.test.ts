@@ -322,6 +322,21 @@ describe('Http1Pool', () => {
     p.close();
   });
 
+  test('closing the pool lets the requests it accepted finish, queued ones too, then closes the sockets', async () => {
+    const server = await track(rawServer((socket, _req, i) => setTimeout(() => socket.write(ok(`late ${i}`)), 30)));
+    const p = pool(server.port, { connections: 1 });
+    const first = get(p, '/a').done;
+    const queued = get(p, '/b').done;
+    p.close();
+    const [a, b] = await Promise.all([first, queued]);
+    assert.equal(a.error, null);
+    assert.equal(b.error, null);
+    assert.equal(a.body.toString(), 'late 0');
+    assert.equal(b.body.toString(), 'late 1');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(server.open, 0, 'no socket left open');
+  });
+
   test('a closed pool refuses new requests', async () => {
     const server = await track(rawServer((socket) => socket.write(ok('c'))));
     const p = pool(server.port);

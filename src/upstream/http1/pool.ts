@@ -135,10 +135,12 @@ export class Http1Pool {
     return call;
   }
 
-  /** No new requests; idle sockets close now, busy ones after their answer. */
+  /**
+   * No new requests. Those already accepted still run, queued ones included (a reload retires a pool
+   * while its requests are in flight); idle sockets close now, busy ones once nothing is left to send.
+   */
   close(): void {
     this.closed = true;
-    for (const call of this.queue.splice(0)) call.end(new Error('the connection pool is closed'));
     for (const connection of this.idle.splice(0)) connection.socket.destroy();
   }
 
@@ -163,13 +165,17 @@ export class Http1Pool {
 
   /** A connection finished an answer and may carry another. */
   released(connection: Connection, keepAliveMs: number): void {
-    if (this.closed || keepAliveMs <= 0) {
+    if (keepAliveMs <= 0) {
       connection.socket.destroy();
       return;
     }
     const next = this.queue.shift();
     if (next) {
       connection.start(next);
+      return;
+    }
+    if (this.closed) {
+      connection.socket.destroy();
       return;
     }
     connection.park(keepAliveMs);
@@ -181,7 +187,7 @@ export class Http1Pool {
     this.open--;
     const at = this.idle.indexOf(connection);
     if (at !== -1) this.idle.splice(at, 1);
-    if (!this.closed) this.dispatch();
+    this.dispatch();
   }
 
   /**
@@ -191,10 +197,6 @@ export class Http1Pool {
    */
   retry(call: Call): void {
     call.retried = true;
-    if (this.closed) {
-      call.end(new Error('the connection pool is closed'));
-      return;
-    }
     this.open++;
     new Connection(this).start(call);
   }
