@@ -6,6 +6,8 @@ import type { Lease } from './http1/read-buffers.js';
 /** Bytes held for a body nobody reads yet before the socket is paused. */
 const HOLD_LIMIT = 64 * 1024;
 
+function ignore(): void {}
+
 /** What `held` becomes once the body has left HOLD: nothing is held again after that. */
 const NO_CHUNKS: Buffer[] = [];
 const NO_LEASES: Lease[] = [];
@@ -47,6 +49,10 @@ export class UpstreamBody extends Readable {
 
   constructor(private readonly call: Call) {
     super({ highWaterMark: 64 * 1024 });
+    // S3 may fail before any consumer has attached (a fill waiting to be claimed): an 'error' with no
+    // listener would end the process. Consumers still see the failure: relay() by the early 'close',
+    // async iteration by the stored error, 'error' listeners attached before it happened by the event.
+    this.on('error', ignore);
   }
 
   /** True while nothing has read this body: relayTo() may take it. */
