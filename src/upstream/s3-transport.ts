@@ -1,12 +1,11 @@
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { SignatureV4 } from '@smithy/signature-v4';
 import type { ReplicaConfig, S3Config } from '../config/types.js';
 import { UpstreamBody } from './body.js';
 import { Http1Pool, type Call, type ResponseHandler } from './http1/pool.js';
 import type { Lease } from './http1/read-buffers.js';
 import type { ClientTestHooks } from './s3-client.js';
+import { ObjectRequestSigner, type AwsCredentials } from './sigv4.js';
 
 /** SHA-256 of the empty body: GET and HEAD carry none. */
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -43,10 +42,10 @@ export interface RawAnswer {
 }
 
 /**
- * The data path to one replica: GET and HEAD of an object, signed with the AWS SDK's own SigV4 signer
- * and sent on a keep-alive connection pool. It does per request what S3 needs and nothing else: the full
- * SDK client costs ~1 ms of CPU per call (endpoint rule evaluation, schema (de)serialisation, a dozen
- * middlewares), several times s3rver's own cost per request. Listing and other control calls still use
+ * The data path to one replica: GET and HEAD of an object, signed (SigV4, sigv4.ts) and sent on a
+ * keep-alive connection pool. It does per request what S3 needs and nothing else: the full SDK client
+ * costs ~1 ms of CPU per call (endpoint rule evaluation, schema (de)serialisation, a dozen middlewares),
+ * several times s3rver's own cost per request. Listing and other control calls still use
  * @aws-sdk/client-s3 (see s3-client.ts).
  *
  * The pool is Karasu's own (http1/pool.ts) rather than node:http or undici: both give every socket read
@@ -55,7 +54,9 @@ export interface RawAnswer {
  * land in reused buffers and the body goes on as views of them (body.ts).
  */
 export class S3Transport {
-  private readonly signer: SignatureV4;
+  private readonly signer: ObjectRequestSigner;
+  /** Static keys, or the default chain (which caches what it found and refreshes it before it expires). */
+  private readonly credentials: AwsCredentials | (() => Promise<AwsCredentials>);
   private readonly pool: Http1Pool;
   private readonly secure: boolean;
   private readonly hostname: string;
@@ -87,45 +88,31 @@ export class S3Transport {
       connectTimeoutMs: s3.connect_timeout * 1000,
       bodyTimeoutMs: s3.idle_timeout * 1000,
     });
-    this.signer = new SignatureV4({
-      service: 's3',
-      region: replica.region,
-      credentials:
-        replica.access_key && replica.secret_key
-          ? { accessKeyId: replica.access_key, secretAccessKey: replica.secret_key }
-          : defaultProvider(),
-      sha256: Sha256,
-      // S3 signs the path exactly as sent (no second encoding).
-      uriEscapePath: false,
-      applyChecksum: true,
-    });
+    this.signer = new ObjectRequestSigner(replica.region);
+    this.credentials =
+      replica.access_key && replica.secret_key ? { accessKeyId: replica.access_key, secretAccessKey: replica.secret_key } : defaultProvider();
   }
 
   send(request: ObjectRequest): Promise<RawAnswer> {
     return new Promise((resolve, reject) => {
       const exchange = new Exchange(request, resolve, reject);
-      const path = this.pathPrefix + encodeKey(request.key);
-      this.signer
-        .sign(
-          {
-            method: request.method,
-            protocol: this.secure ? 'https:' : 'http:',
-            hostname: this.hostname,
-            port: this.port,
-            path,
-            query: {},
-            headers: { ...request.headers, host: this.hostHeader, 'x-amz-content-sha256': EMPTY_SHA256 },
-          },
-          { signingDate: new Date(Date.now() + this.clockOffsetMs) },
-        )
-        .then(
-          (signed) => {
-            if (exchange.settled) return; // timed out or the client left while signing
-            exchange.call = this.pool.request({ path, method: request.method, headers: signed.headers }, exchange);
-          },
-          (err: unknown) => exchange.fail(err as Error),
-        );
+      const credentials = this.credentials;
+      // Static keys sign synchronously: a miss reaches the socket in the same tick it was decided.
+      if (typeof credentials !== 'function') this.dispatch(exchange, request, credentials);
+      else credentials().then((found) => this.dispatch(exchange, request, found), (err: unknown) => exchange.fail(err as Error));
     });
+  }
+
+  private dispatch(exchange: Exchange, request: ObjectRequest, credentials: AwsCredentials): void {
+    if (exchange.settled) return; // timed out or the client left while the credentials were fetched
+    try {
+      const path = this.pathPrefix + encodeKey(request.key);
+      const headers = { ...request.headers, host: this.hostHeader, 'x-amz-content-sha256': EMPTY_SHA256 };
+      this.signer.sign(request.method, path, headers, credentials, Date.now() + this.clockOffsetMs);
+      exchange.call = this.pool.request({ path, method: request.method, headers }, exchange);
+    } catch (err) {
+      exchange.fail(err as Error);
+    }
   }
 
   close(): void {
@@ -238,28 +225,6 @@ function joinRepeated(headers: Record<string, string | string[]>): Record<string
 
 function abortReason(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('client gone');
-}
-
-/** A node:crypto hash in the shape the SDK's signer expects. */
-class Sha256 {
-  private readonly hash: Hash | Hmac;
-  constructor(secret?: SourceData) {
-    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
-  }
-  update(data: SourceData): void {
-    this.hash.update(bytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return this.hash.digest();
-  }
-}
-
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-
-function bytes(data: SourceData): string | Uint8Array {
-  if (typeof data === 'string') return data;
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  return new Uint8Array(data);
 }
 
 /** RFC 3986 unreserved characters stay; everything else is percent-encoded, '/' kept between segments. */
