@@ -5,7 +5,8 @@
 //             target Karasu/direct >= 0.9. Shown beside it: anonymous direct GETs, nginx as a plain proxy_pass
 //   hot-hit   cache warmed: Karasu vs nginx proxy_cache, 1 worker (1 KiB, 16 KiB, 1 MiB);
 //             targets Karasu/nginx >= 0.8 (1–16 KiB) and >= 2 (1 MiB), per core
-//   big       one 256 MiB GET, direct vs Karasu: TTFB, total (ratio <= 2), Karasu peak RSS growth (<= 64 MiB)
+//   big       256 MiB GETs (15 each), signed direct vs Karasu: TTFB (ratio <= 2), total, Karasu peak RSS growth
+//             (<= 64 MiB); anonymous direct and nginx as a plain proxy_pass shown beside it
 //   hot-hit-auth   Karasu hot hits (1 KiB, memory tier) on a public bucket vs an HS256- and an ES256-protected
 //                  bucket of the same process, one token per scheme on every request; target >= 0.9 each
 //   hot-hit-audit  Karasu hot hits (1 KiB) without vs with the audit log to a file, toggled by reloads of one
@@ -26,7 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { parseArgs } from 'node:util';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { SignJWT, exportSPKI, generateKeyPair } from 'jose';
 import { reloadKarasu, startKarasu, ROOT } from './lib/karasu.mjs';
 import { runLoad } from './lib/load.mjs';
@@ -104,7 +105,7 @@ function estimateSeconds(o) {
   let s = 20; // starts, seeding
   if (o.only.includes('all-miss')) s += 2 * 4 * perPair + 5;
   if (o.only.includes('hot-hit')) s += 3 * 2 * perPair + 5;
-  if (o.only.includes('big')) s += 15 + Math.max(5, o.rounds) * 2 * 5;
+  if (o.only.includes('big')) s += 15 + Math.max(BIG_SAMPLES, o.rounds) * BIG_TARGETS.length;
   const short = shortRounds(o);
   const perShortPair = short.rounds * short.seconds + o.warmSeconds;
   if (o.only.includes('hot-hit-auth')) s += 3 * perShortPair + 10;
@@ -130,6 +131,7 @@ function detectEnvironment(opts) {
     serverCpu: pin ? 1 : null,
     useWrk: opts.client ? opts.client === 'wrk' : wrk,
     nginx: hasCommand('nginx') ? nginxVersion() : null,
+    curl: hasCommand('curl'),
   };
 }
 
@@ -685,6 +687,25 @@ function metricSum(metrics, name, want) {
   return hits.length ? hits.reduce((a, x) => a + x.value, 0) : null;
 }
 
+/**
+ * Downloads per target in big. One TTFB is a few milliseconds, most of it s3rver opening the file, and it
+ * swings from 3 to 40 ms between downloads on a shared VM: five samples left the median ratio anywhere in
+ * 0.9–2.4 from one run to the next. Fifteen cost about 30 s more.
+ */
+const BIG_SAMPLES = 15;
+
+/**
+ * big's targets. Karasu is judged against signed direct GETs (a presigned URL), as in all-miss: it signs
+ * every request and s3rver then verifies a signature. Anonymous GETs, and nginx as a plain proxy_pass on
+ * Karasu's core (unsigned, so beside the anonymous ones), are shown for reference.
+ */
+const BIG_TARGETS = [
+  { name: 'direct', label: 'direct s3rver, signed (presigned URL)' },
+  { name: 'karasu', label: 'karasu', base: 'direct', judged: true },
+  { name: 'direct-anon', label: 'direct s3rver, anonymous, reference' },
+  { name: 'nginx-pass', label: 'nginx proxy_pass, reference', base: 'direct-anon' },
+];
+
 async function big(ctx) {
   const { env, opts } = ctx;
   await ensureObject(ctx, '256m');
@@ -697,68 +718,121 @@ async function big(ctx) {
     karasu = await startKarasu(ctx.scratch, { s3Endpoint: ctx.s3.endpoint, cache: false, cpu: env.clientCpu, tag: 'big-nocache' });
     cacheNote = 'cache disabled (the cache config did not start)';
   }
-  const runs = { direct: [], karasu: [] };
+  let nginx = null;
+  if (env.nginx) {
+    try {
+      nginx = await startNginx(ctx.scratch, { s3Port: ctx.s3.port, cpu: env.clientCpu, cache: false, name: 'nginx-big' });
+    } catch (err) {
+      ctx.notes.push(`big: nginx proxy_pass left out: ${err.message}`);
+    }
+  }
+  const urls = {
+    direct: await presignedUrl(ctx.s3.endpoint, `/${BUCKET}/obj-256m`),
+    karasu: objectUrl(karasu.base, '256m'),
+    'direct-anon': objectUrl(ctx.s3.endpoint, '256m'),
+  };
+  if (nginx) urls['nginx-pass'] = objectUrl(nginx.base, '256m');
+  const names = Object.keys(urls);
+  const runs = Object.fromEntries(names.map((n) => [n, []]));
   try {
     await fetchDigest(objectUrl(karasu.base, '1k')); // first request: connection to S3, JIT
-    // A TTFB of a few milliseconds varies by several ms between downloads: its median needs more samples.
-    for (let round = 1; round <= Math.max(5, opts.rounds); round++) {
-      const order = round % 2 ? ['direct', 'karasu'] : ['karasu', 'direct'];
+    for (let round = 1; round <= Math.max(BIG_SAMPLES, opts.rounds); round++) {
+      // Each target goes first, middle and last in turn: what the previous download leaves behind (s3rver's
+      // garbage, a busy page cache) falls on all of them alike.
+      const order = names.map((_, i) => names[(i + round) % names.length]);
+      if (round % 2 === 0) order.reverse();
       for (const name of order) {
         throwIfStopping();
-        const base = name === 'direct' ? ctx.s3.endpoint : karasu.base;
-        const r = await timedDownload(ctx, objectUrl(base, '256m'), name === 'karasu' ? karasu.child.pid : null);
+        const r = await timedDownload(ctx, urls[name], name === 'karasu' ? karasu.child.pid : null);
         runs[name].push(r);
-        log(`big 256m ${name} r${round}: ${r.error ?? `TTFB ${r.ttfb_s.toFixed(3)} s, total ${r.total_s.toFixed(2)} s${r.rss_growth_kib !== undefined ? `, RSS +${(r.rss_growth_kib / 1024).toFixed(1)} MiB` : ''}`}`);
+        log(`big 256m ${name} r${round}: ${r.error ?? `TTFB ${(r.ttfb_s * 1000).toFixed(1)} ms, total ${r.total_s.toFixed(2)} s${r.rss_growth_kib !== undefined ? `, RSS +${(r.rss_growth_kib / 1024).toFixed(1)} MiB` : ''}`}`);
       }
     }
   } finally {
     await stopChild(karasu.child);
+    if (nginx) await stopChild(nginx.child, { signal: nginx.stopSignal });
   }
-  ctx.big = summarizeBig(runs, cacheNote);
+  ctx.big = summarizeBig(runs, cacheNote, ctx.env.curl ? 'curl' : 'node:http');
 }
 
-function summarizeBig(runs, cacheNote) {
+function summarizeBig(runs, cacheNote, client) {
   const ok = (xs) => xs.filter((r) => !r.error);
   const pick = (xs, k) => median(ok(xs).map((r) => r[k]));
-  const direct = { ttfb_s: pick(runs.direct, 'ttfb_s'), total_s: pick(runs.direct, 'total_s') };
-  const karasu = { ttfb_s: pick(runs.karasu, 'ttfb_s'), total_s: pick(runs.karasu, 'total_s') };
+  const rows = [];
+  for (const t of BIG_TARGETS) {
+    const xs = runs[t.name];
+    if (!xs) continue;
+    const row = { name: t.name, label: t.label, base: t.base ?? null, judged: t.judged === true, ttfb_s: pick(xs, 'ttfb_s'), total_s: pick(xs, 'total_s') };
+    const base = t.base ? rows.find((r) => r.name === t.base) : null;
+    if (base) {
+      row.ttfb_ratio = row.ttfb_s && base.ttfb_s ? row.ttfb_s / base.ttfb_s : null;
+      row.total_ratio = row.total_s && base.total_s ? row.total_s / base.total_s : null;
+      // Per round: this target and its baseline a moment apart, so drift between rounds cancels.
+      const d = [];
+      xs.forEach((r, i) => {
+        const b = runs[t.base][i];
+        if (!r.error && b && !b.error) d.push(r.ttfb_s - b.ttfb_s);
+      });
+      row.ttfb_added_s = d.length ? median(d) : null;
+    }
+    rows.push(row);
+  }
+  const karasu = rows.find((r) => r.name === 'karasu');
   const growth = ok(runs.karasu).map((r) => r.rss_growth_kib);
-  const errors = [...runs.direct, ...runs.karasu].filter((r) => r.error).map((r) => r.error);
+  const errors = Object.entries(runs).flatMap(([n, xs]) => xs.filter((r) => r.error).map((r) => `${n}: ${r.error}`));
   return {
-    direct,
-    karasu,
-    ratio: direct.total_s && karasu.total_s ? karasu.total_s / direct.total_s : null,
-    ttfb_ratio: direct.ttfb_s && karasu.ttfb_s ? karasu.ttfb_s / direct.ttfb_s : null,
+    samples: Math.max(...Object.values(runs).map((xs) => xs.length)),
+    client,
+    rows,
+    ttfb_ratio: karasu.ttfb_ratio,
+    ratio: karasu.total_ratio,
     rss_growth_mib: growth.length ? Math.max(...growth) / 1024 : null,
     karasu_cache: cacheNote,
-    note: errors.length ? errors.join('; ') : undefined,
+    note: errors.length ? errors.slice(0, 5).join('; ') : undefined,
     runs,
   };
 }
 
-/** One full GET: TTFB (response headers), total, md5; samples `pid`'s VmRSS every 50 ms when given. */
+/**
+ * One full GET: TTFB (response headers), total; samples `pid`'s VmRSS every 50 ms when given. With curl
+ * installed the download runs in curl, not in this process: a Node client receiving 256 MiB leaves
+ * garbage that its GC frees on the load generator's core (which the proxy shares) while the next TTFB is timed.
+ */
 function timedDownload(ctx, url, pid) {
   const want = ctx.objects['256m'];
   return new Promise((resolve) => {
     const baseline = pid ? rssKiB(pid) : 0;
     let peak = baseline;
     const sampler = pid ? setInterval(() => (peak = Math.max(peak, rssKiB(pid))), 50) : null;
-    const t0 = process.hrtime.bigint();
-    const secs = () => Number(process.hrtime.bigint() - t0) / 1e9;
     const done = (r) => {
       if (sampler) clearInterval(sampler);
       if (pid) peak = Math.max(peak, rssKiB(pid));
       resolve(pid ? { ...r, rss_baseline_kib: baseline, rss_peak_kib: peak, rss_growth_kib: peak - baseline } : r);
     };
+    const judge = (status, bytes, ttfb_s, total_s) => {
+      const bad = status !== 200 ? `HTTP ${status}` : bytes !== want.size ? `${bytes} of ${want.size} bytes` : null;
+      done(bad ? { error: bad, ttfb_s, total_s } : { ttfb_s, total_s, bytes });
+    };
+    if (ctx.env.curl) {
+      const curl = spawn('curl', ['-sS', '-o', '/dev/null', '--max-time', '120', '-w', '%{http_code} %{size_download} %{time_starttransfer} %{time_total}', url]);
+      let out = '';
+      curl.stdout.on('data', (d) => (out += d));
+      curl.stderr.on('data', (d) => (out += d));
+      curl.on('error', (err) => done({ error: `curl: ${err.message}` }));
+      curl.on('close', (code) => {
+        const m = /^(\d{3}) (\d+) ([\d.]+) ([\d.]+)$/.exec(out.trim());
+        if (code !== 0 || !m) return done({ error: `curl exit ${code}: ${out.trim().slice(0, 200)}` });
+        judge(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]));
+      });
+      return;
+    }
+    const t0 = process.hrtime.bigint();
+    const secs = () => Number(process.hrtime.bigint() - t0) / 1e9;
     const req = http.get(url, { agent: false, timeout: 60_000 }, (res) => {
       const ttfb_s = secs();
       let bytes = 0;
       res.on('data', (d) => (bytes += d.length));
-      res.on('end', () => {
-        const total_s = secs();
-        const bad = res.statusCode !== 200 ? `HTTP ${res.statusCode}` : bytes !== want.size ? `${bytes} of ${want.size} bytes` : null;
-        done(bad ? { error: bad, ttfb_s, total_s } : { ttfb_s, total_s, bytes });
-      });
+      res.on('end', () => judge(res.statusCode, bytes, ttfb_s, secs()));
       res.on('error', (err) => done({ error: err.message }));
     });
     req.on('timeout', () => req.destroy(new Error('timed out (60 s idle)')));
