@@ -165,8 +165,10 @@ function spoolBody(
   const body = response.body!;
   const integrity = new Integrity(rep.etag);
   body.on('data', (chunk: Buffer) => {
-    integrity.update(chunk);
+    // Waiting readers get the chunk first, hashing (~0.2 ms per 64 KiB for SHA-256 and MD5) comes after:
+    // the spool withholds the body's last byte until the check at the end, so nothing unverified completes.
     spool.push(chunk);
+    integrity.update(chunk);
   });
   body.once('error', (err) => {
     fc.log.warn({ err, key }, 'upstream body failed while filling the cache');
