@@ -58,9 +58,6 @@ export class S3Transport {
   /** Static keys, or the default chain (which caches what it found and refreshes it before it expires). */
   private readonly credentials: AwsCredentials | (() => Promise<AwsCredentials>);
   private readonly pool: Http1Pool;
-  private readonly secure: boolean;
-  private readonly hostname: string;
-  private readonly port: number | undefined;
   private readonly hostHeader: string;
   /** Prefix of every object path: `/bucket` for path-style addressing, empty for virtual-host style. */
   private readonly pathPrefix: string;
@@ -70,19 +67,19 @@ export class S3Transport {
     const endpoint = new URL(replica.endpoint ?? `https://s3.${replica.region}.amazonaws.com`);
     // Path-style for custom endpoints (MinIO, Ceph, s3rver) and for bucket names that cannot be a DNS label.
     const pathStyle = replica.endpoint ? (hooks.forcePathStyle ?? true) : replica.bucket.includes('.');
-    this.secure = endpoint.protocol === 'https:';
-    this.hostname = pathStyle ? endpoint.hostname : `${replica.bucket}.${endpoint.hostname}`;
-    this.port = endpoint.port ? Number(endpoint.port) : undefined;
-    this.hostHeader = this.port ? `${this.hostname}:${this.port}` : this.hostname;
+    const secure = endpoint.protocol === 'https:';
+    const hostname = pathStyle ? endpoint.hostname : `${replica.bucket}.${endpoint.hostname}`;
+    const port = endpoint.port ? Number(endpoint.port) : undefined;
+    this.hostHeader = port ? `${hostname}:${port}` : hostname;
     this.pathPrefix = pathStyle ? `/${encodeSegment(replica.bucket)}` : '';
     this.clockOffsetMs = hooks.systemClockOffset ?? 0;
     // The time to the answer is bounded by each request's own timer (it covers the wait for a pooled
     // connection too); the body by `idle_timeout`, not counting time paused by a slow client.
-    const host = this.hostname.replace(/^\[|\]$/g, ''); // an IPv6 literal without its brackets
+    const host = hostname.replace(/^\[|\]$/g, ''); // an IPv6 literal without its brackets
     this.pool = new Http1Pool({
       host: hooks.connectTo?.host ?? host,
-      port: hooks.connectTo?.port ?? this.port ?? (this.secure ? 443 : 80),
-      secure: hooks.connectTo ? false : this.secure,
+      port: hooks.connectTo?.port ?? port ?? (secure ? 443 : 80),
+      secure: hooks.connectTo ? false : secure,
       servername: host,
       connections: s3.connection_pool_size,
       connectTimeoutMs: s3.connect_timeout * 1000,
