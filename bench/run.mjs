@@ -826,7 +826,11 @@ function timedDownload(ctx, url, pid) {
     const baseline = pid ? rssKiB(pid) : 0;
     let peak = baseline;
     const sampler = pid ? setInterval(() => (peak = Math.max(peak, rssKiB(pid))), 50) : null;
+    let finished = false;
+    // Once: a curl that cannot start reports 'error' and then 'close'.
     const done = (r) => {
+      if (finished) return;
+      finished = true;
       if (sampler) clearInterval(sampler);
       if (pid) peak = Math.max(peak, rssKiB(pid));
       resolve(pid ? { ...r, rss_baseline_kib: baseline, rss_peak_kib: peak, rss_growth_kib: peak - baseline } : r);

@@ -122,8 +122,7 @@ export function bigTable(big) {
     const judged = r.judged
       ? [`<= 2`, s(r.total_s), fmtRatio(r.total_ratio), big.rss_growth_mib === null ? '–' : `${big.rss_growth_mib.toFixed(1)} MiB`, '<= 64 MiB', verdict]
       : ['', s(r.total_s), r.base ? fmtRatio(r.total_ratio) : '', '', '', ''];
-    const vs = r.base ? big.rows.find((b) => b.name === r.base)?.name ?? r.base : '';
-    lines.push(`| ${r.label} | ${s(r.ttfb_s)} | ${vs} | ${r.base ? fmtRatio(r.ttfb_ratio) : ''} | ${r.base ? ms(r.ttfb_added_s) : ''} | ${judged.join(' | ')} |`);
+    lines.push(`| ${r.label} | ${s(r.ttfb_s)} | ${r.base ?? ''} | ${r.base ? fmtRatio(r.ttfb_ratio) : ''} | ${r.base ? ms(r.ttfb_added_s) : ''} | ${judged.join(' | ')} |`);
   }
   return lines;
 }
